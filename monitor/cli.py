@@ -1,0 +1,227 @@
+"""The ``exfil-monitor`` command: a thin layer of argument parsing over the library.
+
+Exit codes: 0 done (whatever fired), 1 unreadable rules or input, or failing rule tests,
+2 usage errors (argparse's own). No command shows a traceback for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from monitor import __version__
+from monitor.decode import Decoder
+from monitor.engine import Engine, EngineOptions
+from monitor.rules.errors import RuleLoadError
+from monitor.rules.loader import RuleSet, load_rules
+from monitor.telemetry import Metrics, RateLimiter, Telemetry, configure_logging
+from monitor.timeparse import parse_duration
+
+
+def bundled_rules() -> Path:
+    """The rule pack shipped with the monitor: $EXFIL_MONITOR_RULES, or ``rules/`` of the checkout."""
+    env = os.environ.get("EXFIL_MONITOR_RULES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "rules"
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number above zero, got {text!r}")
+    return n
+
+
+def _load(path: str | Path) -> RuleSet | None:
+    try:
+        return load_rules(path)
+    except RuleLoadError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); no rules loaded", file=sys.stderr)
+        return None
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--time-field", default="ts", help="dotted path of the event time (default: ts)")
+    p.add_argument("--allowed-lateness", type=_duration, default=60_000, metavar="D",
+                   help="how much older than its group's newest event an event may be (default: 60s)")  # fmt: skip
+    p.add_argument("--max-future-skew", type=_duration, default=300_000, metavar="D",
+                   help="events further ahead of the newest event time are skipped; 0s turns the check off (default: 5m)")  # fmt: skip
+    p.add_argument("--max-groups", type=_positive_int, default=100_000, metavar="N",
+                   help="window groups kept per rule before the least recently active is evicted (default: 100000)")  # fmt: skip
+    p.add_argument("--distinct-exact-limit", type=_positive_int, default=4096, metavar="N",
+                   help="values a group keeps exactly for distinct before switching to HyperLogLog (default: 4096)")  # fmt: skip
+
+
+def _engine_options(args: argparse.Namespace) -> EngineOptions:
+    return EngineOptions(
+        allowed_lateness_ms=args.allowed_lateness,
+        max_groups_per_rule=args.max_groups,
+        distinct_exact_limit=args.distinct_exact_limit,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exfil-monitor",
+        description="Catches customer-data exfiltration in an online shop while it happens.",
+    )
+    parser.add_argument("--version", action="version", version=f"exfil-monitor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="validate a rule file or folder and report every problem")
+    p.add_argument("path", help="a rule file or a folder of *.yaml rule files")
+
+    p = sub.add_parser("replay", help="run recorded events (JSON lines) through the rules")
+    p.add_argument("--rules", required=True, help="rule file or folder")
+    p.add_argument("--format", choices=("json", "table"), default="json", help="alert format (default: json)")
+    _engine_args(p)
+    p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines files, .gz too; - for standard input")
+
+    p = sub.add_parser("test", help="run the rule tests (*.test.yaml) of a rule pack")
+    p.add_argument("path", help="a rule folder (its tests are found inside) or one *.test.yaml file")
+
+    p = sub.add_parser("simulate", help="generate a shop's data-access traffic as JSON lines")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--start", default="2026-11-27T00:00:00Z", help="RFC 3339 start time")
+    p.add_argument("--hours", type=float, default=24.0)
+    p.add_argument("--events", type=_positive_int, default=None, help="background events (default: a shop's day)")
+    p.add_argument("--no-incidents", action="store_true", help="background traffic only")
+    p.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
+
+    p = sub.add_parser("demo", help="simulate a day with a Target-style breach and show what fires")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--rules", default=None, help="rule folder (default: the bundled pack)")
+    return parser
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        rs = load_rules(args.path)
+    except RuleLoadError as exc:
+        for p in exc.problems:
+            print(p)
+        print(f"{len(exc.problems)} problem(s) in {args.path}")
+        return 1
+    enabled = len(rs.enabled)
+    print(
+        f"ok: {len(rs.rules)} rules ({enabled} enabled) in {len(rs.files)} file(s), "
+        f"{len(rs.lists)} list(s), {len(rs.schedules)} schedule(s)"
+    )
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from monitor.replay import Progress, run_replay, stdout_emitter
+    from monitor.sources.files import FileSource
+
+    ruleset = _load(args.rules)
+    if ruleset is None:
+        return 1
+    source = FileSource(args.files)
+    problems = source.check_readable()
+    if problems:
+        for p in problems:
+            print(f"cannot read {p}", file=sys.stderr)
+        return 1
+    log = configure_logging("console", "warning", sys.stderr)
+    telemetry = Telemetry(Metrics(), log, limiter=RateLimiter(per_minute=1, clock=lambda: 0.0))
+    decoder = Decoder(time_field=args.time_field, max_future_skew_ms=args.max_future_skew)
+    engine = Engine(ruleset, _engine_options(args))
+    progress = Progress(sys.stderr, enabled=sys.stderr.isatty())
+    try:
+        stats = run_replay(source, decoder, engine, stdout_emitter(args.format), telemetry, progress)
+    except OSError as exc:
+        progress.done()
+        print(f"cannot read input: {exc}", file=sys.stderr)
+        return 1
+    except EOFError as exc:  # a truncated .gz
+        progress.done()
+        print(f"cannot read input: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.flush()
+    for line in stats.summary_lines():
+        print(line, file=sys.stderr)
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from monitor.ruletest import run_tests, test_files
+
+    path = Path(args.path)
+    rules_path = path.parent if path.is_file() else path
+    ruleset = _load(rules_path)
+    if ruleset is None:
+        return 1
+    if not test_files(path):
+        print(f"{path}: no rule tests (*.test.yaml) found", file=sys.stderr)
+        return 1
+    results = run_tests(path, ruleset)
+    for r in results:
+        for line in r.report():
+            print(line)
+    passed = sum(r.passed for r in results)
+    print(f"rule tests: {passed} passed, {len(results) - passed} failed")
+    return 0 if passed == len(results) else 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from monitor.simulate import generate, write_jsonl
+
+    events = generate(
+        seed=args.seed, start=args.start, hours=args.hours, events=args.events,
+        incidents=not args.no_incidents,
+    )  # fmt: skip
+    if args.output == "-":
+        write_jsonl(events, sys.stdout.buffer)
+        sys.stdout.flush()
+    else:
+        with open(args.output, "wb") as f:
+            n = write_jsonl(events, f)
+        print(f"wrote {n} events to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    rules = Path(args.rules) if args.rules else bundled_rules()
+    ruleset = _load(rules)
+    if ruleset is None:
+        return 1
+    return run_demo(ruleset, seed=args.seed, out=sys.stdout)
+
+
+COMMANDS = {
+    "check": cmd_check,
+    "replay": cmd_replay,
+    "test": cmd_test,
+    "simulate": cmd_simulate,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `exfil-monitor replay ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,0 +1,85 @@
+"""Bytes to (event, event time), or the reason they cannot be one.
+
+Bad input is the attacker's and the producer's bug alike; it must never stop the
+monitor. Each message is either decoded or named with a reason from :data:`REASONS`,
+which the caller counts, logs and, in the daemon, dead-letters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from monitor.rules.compile import getter
+from monitor.timeparse import parse_ts
+
+Event = dict[str, Any]
+REASONS = ("invalid_json", "not_an_object", "missing_time", "bad_time", "future_time")
+
+
+class Decoder:
+    """Decodes batches; remembers the newest accepted event time for the future-skew check.
+
+    ``reference_ms``, when given, replaces the newest event time as the reference the
+    skew is measured from (the daemon passes the wall clock; replay leaves it out, so a
+    recording from last year still replays).
+    """
+
+    def __init__(self, *, time_field: str = "ts", max_future_skew_ms: int = 300_000) -> None:
+        self.time_field = time_field
+        self._time = getter(time_field)
+        self.max_future_skew_ms = max_future_skew_ms
+        self.newest: int | None = None
+
+    def decode(
+        self, raws: Sequence[bytes | str], *, reference_ms: int | None = None
+    ) -> tuple[list[tuple[Event, int]], list[tuple[int, str]]]:
+        """Return the good events and (position in ``raws``, reason) for the rest."""
+        good: list[tuple[Event, int]] = []
+        bad: list[tuple[int, str]] = []
+        loads = orjson.loads
+        get_time = self._time
+        skew = self.max_future_skew_ms
+        newest = self.newest
+        limit = (reference_ms if reference_ms is not None else newest)
+        limit = None if limit is None or skew <= 0 else limit + skew
+        for i, raw in enumerate(raws):
+            try:
+                e = loads(raw)
+            except orjson.JSONDecodeError:
+                bad.append((i, "invalid_json"))
+                continue
+            if e.__class__ is not dict:
+                bad.append((i, "not_an_object"))
+                continue
+            t = get_time(e)
+            if t is None:
+                bad.append((i, "missing_time"))
+                continue
+            ts = parse_ts(t)
+            if ts is None:
+                bad.append((i, "bad_time"))
+                continue
+            if limit is not None and ts > limit:
+                bad.append((i, "future_time"))
+                continue
+            if newest is None or ts > newest:
+                newest = ts
+                if reference_ms is None and skew > 0:
+                    limit = ts + skew
+            good.append((e, ts))
+        self.newest = newest
+        return good, bad
+
+
+def sample(raw: bytes | str, limit: int = 200) -> str:
+    """A printable, truncated copy of bad input for a log line."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = text.rstrip("\r\n")
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def wall_clock_ms(clock: Callable[[], float]) -> int:
+    return int(clock() * 1000)

@@ -1,0 +1,6 @@
+"""Windows, suppression and alerts: the part of the monitor that decides."""
+
+from monitor.engine.alert import Alert
+from monitor.engine.engine import Engine, EngineOptions
+
+__all__ = ["Alert", "Engine", "EngineOptions"]

@@ -1,0 +1,103 @@
+"""The alert: what on-call reads, and what every output sends.
+
+The id is a pure function of (rule, group, fired_at), so a replay of the same events,
+a restarted daemon re-reading uncommitted events, and a second instance after a
+rebalance all name the same alert the same way; outputs can deduplicate on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from monitor.timeparse import format_duration, format_ts
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_@][A-Za-z0-9_.@-]*)\}")
+
+
+def alert_id(rule: str, group_values: list[Any], fired_at_ms: int) -> str:
+    """First 16 hex digits of SHA-256 over the rule id, each group value as JSON, and
+    ``fired_at`` in epoch milliseconds, joined by the unit separator (0x1F)."""
+    parts = [rule.encode()]
+    parts.extend(orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in group_values)
+    parts.append(str(fired_at_ms).encode())
+    return hashlib.sha256(b"\x1f".join(parts)).hexdigest()[:16]
+
+
+def _number(v: Any) -> Any:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+        return int(v)
+    return v
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: str
+    rule: str
+    severity: str
+    description: str
+    group: dict[str, Any]
+    value: int | float
+    threshold: dict[str, int | float]
+    window: str | None
+    window_start_ms: int
+    window_end_ms: int
+    fired_at_ms: int
+    event_count: int
+    summary: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    sample_event_ids: list[Any] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "severity": self.severity,
+            "group": self.group,
+            "value": _number(self.value),
+            "threshold": self.threshold,
+            "window": self.window,
+            "window_start": format_ts(self.window_start_ms),
+            "window_end": format_ts(self.window_end_ms),
+            "fired_at": format_ts(self.fired_at_ms),
+            "event_count": self.event_count,
+            "summary": self.summary,
+            "description": self.description,
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "sample_event_ids": self.sample_event_ids,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def render(template: str, values: dict[str, Any], lookup: Any) -> str:
+    """Fill ``{name}`` placeholders from ``values``, then from the firing event.
+
+    A placeholder with nothing to fill it stays as written, so a typo shows in the alert
+    instead of silently vanishing.
+    """
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name in values:
+            v = values[name]
+        else:
+            v = lookup(name)
+            if v is None:
+                return m.group(0)
+        if isinstance(v, str):
+            return v
+        return orjson.dumps(_number(v)).decode()
+
+    return _PLACEHOLDER.sub(sub, template)
+
+
+def describe_window(ms: int | None) -> str | None:
+    return None if ms is None else format_duration(ms)

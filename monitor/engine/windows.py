@@ -1,0 +1,333 @@
+"""Per-rule, per-group window state and the firing decision.
+
+Semantics (the README's "Semantics" section is the contract; this is how it is kept):
+
+* A group keeps buckets of width ``R``: ``{bucket index: [value, events, newest ts]}``.
+  Only non-empty buckets exist, and only those a window or an allowed-late event can
+  still reach, so memory grows with buckets per window, never with events.
+* A running aggregate over the window ending at the group's newest bucket makes the
+  common case (an event at or after the group's newest) O(1); late-but-allowed events
+  take a slower path that recomputes the windows they touch.
+* Suppression remembers every fire that a future evaluation could still be within
+  ``suppress`` of, so it holds both before and after a fire even when events arrive
+  out of order.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from monitor.engine.hll import HLL
+from monitor.rules.compile import Counter, getter, group_key
+from monitor.rules.model import RuleSpec
+
+Event = dict[str, Any]
+# What a rule hands back when it fires: (window end bucket or None, value, fired_at,
+# events in window, sample ids, group key). The engine turns it into an Alert.
+Fire = tuple[int | None, Any, int, int, list[Any], Hashable]
+
+VALUE, COUNT, NEWEST = 0, 1, 2
+
+
+class Group:
+    __slots__ = ("buckets", "cur", "fires", "newest", "refs", "samples", "sketch", "stored", "total", "count")
+
+    def __init__(self, ts: int, cur: int) -> None:
+        self.newest = ts
+        self.cur = cur  # bucket of the newest event
+        self.buckets: dict[int, list[Any]] = {}
+        self.total: Any = None  # aggregate over the window ending at ``cur``
+        self.count = 0  # events in that window
+        self.fires: list[int] = []
+        self.samples: list[tuple[int, Any]] = []
+        self.refs: dict[Any, int] | None = None  # distinct: value -> buckets holding it
+        self.sketch: HLL | None = None  # distinct past the exact limit: union of the window
+        self.stored = 0  # distinct: values kept across buckets
+
+
+class RuleState:
+    """Everything one rule remembers, plus counters the telemetry reads per batch."""
+
+    def __init__(
+        self,
+        spec: RuleSpec,
+        threshold: Callable[[Any], bool],
+        *,
+        allowed_lateness_ms: int,
+        max_groups: int,
+        distinct_exact_limit: int,
+    ) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.threshold = threshold
+        self.key = group_key(spec.group_by)
+        self.kind = spec.aggregate
+        self.field = getter(spec.aggregate_field) if spec.aggregate_field else None
+        self.window = spec.window_ms
+        self.res = spec.resolution_ms or 1
+        self.nb = (spec.window_ms // self.res) if spec.window_ms else 0
+        self.suppress = spec.suppress_ms
+        self.lateness = allowed_lateness_ms
+        self.horizon = max(spec.window_ms or 0, spec.suppress_ms) + allowed_lateness_ms
+        self.max_groups = max_groups
+        self.exact_limit = distinct_exact_limit
+        self.groups: OrderedDict[Hashable, Group] = OrderedDict()
+        # counters, exported per batch
+        self.matches = 0
+        self.late = 0
+        self.evictions = 0
+        self.approximations = 0
+        self.mismatch = Counter()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _contribution(self, e: Event) -> Any:
+        """The event's input to the aggregate, or None when it has nothing to give."""
+        if self.field is None:
+            return 1
+        v = self.field(e)
+        if self.kind == "distinct":
+            if v is None:
+                return None
+            return v if v.__class__ in (str, int, float, bool) else repr(v)
+        cls = v.__class__
+        if cls is int or cls is float:
+            return v
+        if v is not None:
+            self.mismatch.value += 1
+        return None
+
+    def _group(self, key: Hashable, ts: int, clock: int) -> Group:
+        groups = self.groups
+        g = groups.get(key)
+        if g is not None and clock - g.newest <= self.horizon:
+            groups.move_to_end(key)
+            return g
+        if g is not None:  # idle past the horizon: forgotten, exactly as a sweep would have
+            del groups[key]
+        elif len(groups) >= self.max_groups:
+            groups.popitem(last=False)
+            self.evictions += 1
+        g = groups[key] = Group(ts, ts // self.res)
+        if self.kind == "distinct":
+            g.refs = {}
+            g.total = 0
+        elif self.kind == "max":
+            g.total = None
+        else:
+            g.total = 0
+        return g
+
+    def _suppressed(self, g: Group, at: int) -> bool:
+        s = self.suppress
+        return any(abs(at - f) < s for f in g.fires)
+
+    def _record_fire(self, g: Group, at: int) -> None:
+        if self.suppress:
+            keep = g.newest - self.lateness - self.suppress
+            g.fires = [f for f in g.fires if f >= keep]
+            g.fires.append(at)
+
+    def sweep(self, clock: int) -> int:
+        """Drop groups idle past the horizon; the same as the lazy check in ``_group``."""
+        stale = [k for k, g in self.groups.items() if clock - g.newest > self.horizon]
+        for k in stale:
+            del self.groups[k]
+        return len(stale)
+
+    # -- the event path --------------------------------------------------------------
+
+    def apply(self, e: Event, ts: int, clock: int) -> Fire | None:
+        self.matches += 1
+        contrib = self._contribution(e)
+        if contrib is None:
+            return None
+        if self.window is None:
+            return self._apply_single(e, ts, clock, contrib)
+        key = self.key(e)
+        g = self._group(key, ts, clock)
+        if ts < g.newest - self.lateness:
+            self.late += 1
+            return None
+        eid = e.get("id")
+        if eid is not None:
+            samples = g.samples
+            samples.append((ts, eid))
+            if len(samples) > 5:
+                del samples[0]
+        b = ts // self.res
+        if ts >= g.newest:
+            if b != g.cur:
+                self._advance(g, b, ts)
+            g.newest = ts
+            self._add(g, b, ts, contrib, in_window=True)
+            total = g.total
+            if total is None or not self.threshold(total) or self._suppressed(g, ts):
+                return None
+            self._record_fire(g, ts)
+            return (b, total, ts, g.count, self._samples(g, b), key)
+        return self._late(g, key, b, ts, contrib)
+
+    def _apply_single(self, e: Event, ts: int, clock: int, value: Any) -> Fire | None:
+        if not self.threshold(value):
+            return None
+        key = self.key(e)
+        if self.suppress:
+            g = self._group(key, ts, clock)
+            g.newest = max(g.newest, ts)
+            if self._suppressed(g, ts):
+                return None
+            self._record_fire(g, ts)
+        eid = e.get("id")
+        return (None, value, ts, 1, [] if eid is None else [eid], key)
+
+    def _add(self, g: Group, b: int, ts: int, v: Any, *, in_window: bool) -> None:
+        bucket = g.buckets.get(b)
+        kind = self.kind
+        if bucket is None:
+            if kind == "distinct":
+                bucket = g.buckets[b] = [set() if g.sketch is None else HLL(), 0, ts]
+            else:
+                bucket = g.buckets[b] = [None if kind == "max" else 0, 0, ts]
+        elif ts > bucket[NEWEST]:
+            bucket[NEWEST] = ts
+        bucket[COUNT] += 1
+        if in_window:
+            g.count += 1
+        if kind == "count" or kind == "sum":
+            bucket[VALUE] += v
+            if in_window:
+                g.total += v
+        elif kind == "max":
+            if bucket[VALUE] is None or v > bucket[VALUE]:
+                bucket[VALUE] = v
+            if in_window and (g.total is None or v > g.total):
+                g.total = v
+        else:
+            self._add_distinct(g, bucket, v, in_window)
+
+    def _add_distinct(self, g: Group, bucket: list[Any], v: Any, in_window: bool) -> None:
+        if g.sketch is not None:
+            bucket[VALUE].add(v)
+            if in_window:
+                g.sketch.add(v)
+                g.total = g.sketch.estimate()
+            return
+        values: set[Any] = bucket[VALUE]
+        if v in values:
+            return
+        values.add(v)
+        g.stored += 1
+        if in_window:
+            refs = g.refs
+            assert refs is not None
+            refs[v] = refs.get(v, 0) + 1
+            g.total = len(refs)
+        if g.stored > self.exact_limit:
+            self._to_sketch(g)
+
+    def _to_sketch(self, g: Group) -> None:
+        self.approximations += 1
+        for bucket in g.buckets.values():
+            sketch = HLL()
+            for v in bucket[VALUE]:
+                sketch.add(v)
+            bucket[VALUE] = sketch
+        g.refs = None
+        g.stored = 0
+        self._rebuild_sketch(g)
+
+    def _rebuild_sketch(self, g: Group) -> None:
+        low = g.cur - self.nb
+        g.sketch = HLL.union([bk[VALUE] for k, bk in g.buckets.items() if k > low])
+        g.total = g.sketch.estimate()
+
+    def _advance(self, g: Group, b: int, ts: int) -> None:
+        """Slide the running window from ``g.cur`` to ``b`` and prune unreachable buckets."""
+        nb = self.nb
+        old_low, new_low = g.cur - nb, b - nb
+        buckets = g.buckets
+        kind = self.kind
+        exact_distinct = kind == "distinct" and g.sketch is None
+        for k in [k for k in buckets if old_low < k <= new_low]:
+            bucket = buckets[k]
+            g.count -= bucket[COUNT]
+            if kind == "count" or kind == "sum":
+                g.total -= bucket[VALUE]
+            elif exact_distinct:
+                refs = g.refs
+                assert refs is not None
+                for v in bucket[VALUE]:
+                    n = refs[v] - 1
+                    if n:
+                        refs[v] = n
+                    else:
+                        del refs[v]
+        g.cur = b
+        keep_low = (ts - self.lateness) // self.res - nb
+        for k in [k for k in buckets if k <= keep_low]:
+            bucket = buckets.pop(k)
+            if exact_distinct:
+                g.stored -= len(bucket[VALUE])
+        if kind == "max":
+            vals = [bk[VALUE] for k, bk in buckets.items() if k > new_low and bk[VALUE] is not None]
+            g.total = max(vals) if vals else None
+        elif kind == "distinct":
+            if g.sketch is not None:
+                self._rebuild_sketch(g)
+            else:
+                assert g.refs is not None
+                g.total = len(g.refs)
+
+    def _late(self, g: Group, key: Hashable, b: int, ts: int, contrib: Any) -> Fire | None:
+        nb = self.nb
+        self._add(g, b, ts, contrib, in_window=b > g.cur - nb)
+        ends = [b, *sorted(k for k in g.buckets if b < k <= g.cur)]
+        for end in ends:
+            value, count, newest = self._window_at(g, end)
+            if value is None or not self.threshold(value):
+                continue
+            if self._suppressed(g, newest):
+                continue
+            self._record_fire(g, newest)
+            return (end, value, newest, count, self._samples(g, end), key)
+        return None
+
+    def _window_at(self, g: Group, end: int) -> tuple[Any, int, int]:
+        """(value, events, newest event time) of the window ending at bucket ``end``."""
+        low = end - self.nb
+        inside = [bk for k, bk in g.buckets.items() if low < k <= end]
+        count = sum(bk[COUNT] for bk in inside)
+        newest = max(bk[NEWEST] for bk in inside)
+        kind = self.kind
+        if kind == "count" or kind == "sum":
+            value: Any = sum(bk[VALUE] for bk in inside)
+        elif kind == "max":
+            vals = [bk[VALUE] for bk in inside if bk[VALUE] is not None]
+            value = max(vals) if vals else None
+        elif g.sketch is not None:
+            value = HLL.union([bk[VALUE] for bk in inside]).estimate()
+        else:
+            union: set[Any] = set()
+            for bk in inside:
+                union |= bk[VALUE]
+            value = len(union)
+        return value, count, newest
+
+    def _samples(self, g: Group, end: int) -> list[Any]:
+        low = (end - self.nb + 1) * self.res
+        high = (end + 1) * self.res
+        return [eid for t, eid in g.samples if low <= t < high]
+
+    # -- introspection ---------------------------------------------------------------
+
+    def group_values(self, key: Hashable) -> list[Any]:
+        n = len(self.spec.group_by)
+        if n == 0:
+            return []
+        if n == 1:
+            return [key]
+        assert isinstance(key, tuple)
+        return list(key)

@@ -1,0 +1,138 @@
+"""``exfil-monitor replay``: recorded events through the rules, alerts to standard output.
+
+The same decoder and engine as the daemon, fed from files instead of Kafka, so a replay
+of the events a daemon consumed names the same alerts with the same ids.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from monitor.decode import Decoder, sample
+from monitor.engine import Alert, Engine
+from monitor.sources.files import FileSource
+from monitor.telemetry import Telemetry
+
+
+@dataclass
+class ReplayStats:
+    events: int = 0
+    valid: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+    late: Counter[str] = field(default_factory=Counter)
+    alerts: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def summary_lines(self) -> list[str]:
+        rate = self.events / self.seconds if self.seconds > 0 else 0.0
+        lines = [f"events read: {self.events} in {self.seconds:.2f}s ({rate:,.0f}/s)"]
+        lines.append(f"events used: {self.valid}")
+        invalid = sum(self.invalid.values())
+        detail = ", ".join(f"{k}: {v}" for k, v in sorted(self.invalid.items()))
+        lines.append(f"invalid: {invalid}" + (f" ({detail})" if detail else ""))
+        late = sum(self.late.values())
+        detail = ", ".join(f"{k}: {v}" for k, v in sorted(self.late.items()) if v)
+        lines.append(f"late (dropped from windowed rules): {late}" + (f" ({detail})" if detail else ""))
+        lines.append(f"alerts: {sum(self.alerts.values())}")
+        lines.extend(f"  {rule}: {n}" for rule, n in sorted(self.alerts.items()))
+        return lines
+
+
+class Progress:
+    """A one-line progress display on a terminal; silent otherwise."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self._last = 0.0
+        self._start = time.monotonic()
+
+    def update(self, stats: ReplayStats, name: str) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.25:
+            return
+        self._last = now
+        rate = stats.events / max(now - self._start, 1e-9)
+        alerts = sum(stats.alerts.values())
+        self.stream.write(f"\r{name}: {stats.events:,} events, {rate:,.0f}/s, {alerts} alerts   ")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 78 + "\r")
+            self.stream.flush()
+
+
+def run_replay(
+    source: FileSource,
+    decoder: Decoder,
+    engine: Engine,
+    emit: Callable[[Alert], None],
+    telemetry: Telemetry,
+    progress: Progress | None = None,
+) -> ReplayStats:
+    stats = ReplayStats()
+    start = time.perf_counter()
+    for batch in source.batches():
+        good, bad = decoder.decode(batch.lines)
+        stats.events += len(batch.lines)
+        stats.valid += len(good)
+        telemetry.events_received(len(batch.lines))
+        for i, reason in bad:
+            stats.invalid[reason] += 1
+            where = f"{batch.name}:{batch.line_numbers[i]}"
+            telemetry.invalid_event(reason, sample(batch.lines[i]), where)
+        t0 = time.perf_counter()
+        alerts = engine.process(good)
+        for alert in alerts:
+            stats.alerts[alert.rule] += 1
+            emit(alert)
+        telemetry.batch_done(engine, time.perf_counter() - t0, None, None)
+        if progress is not None:
+            progress.update(stats, batch.name)
+    stats.seconds = time.perf_counter() - start
+    for state in engine.states:
+        stats.late[state.id] = state.late
+    if progress is not None:
+        progress.done()
+    return stats
+
+
+TABLE_HEADER = f"{'FIRED AT':<24}  {'SEVERITY':<8}  {'RULE':<32}  {'GROUP':<28}  {'VALUE':>10}  SUMMARY"
+
+
+def table_row(alert: Alert) -> str:
+    d = alert.to_dict()
+    group = ",".join(f"{v}" for v in alert.group.values()) or "-"
+    value = d["value"]
+    value_text = f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+    return (
+        f"{d['fired_at']:<24}  {alert.severity:<8}  {alert.rule[:32]:<32}  {group[:28]:<28}  "
+        f"{value_text:>10}  {alert.summary}"
+    )
+
+
+def stdout_emitter(fmt: str, out: TextIO = sys.stdout) -> Callable[[Alert], None]:
+    if fmt == "table":
+        printed = False
+
+        def table(alert: Alert) -> None:
+            nonlocal printed
+            if not printed:
+                out.write(TABLE_HEADER + "\n")
+                printed = True
+            out.write(table_row(alert) + "\n")
+
+        return table
+
+    def json_line(alert: Alert) -> None:
+        out.write(alert.to_json().decode() + "\n")
+
+    return json_line

@@ -1,0 +1,48 @@
+"""The validated form of a rule: plain, frozen data, before compilation into matchers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.rules.errors import Pos
+from monitor.rules.schedule import Schedule
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+AGGREGATES = ("count", "sum", "distinct", "max")
+THRESHOLD_OPS = ("gt", "gte", "lt", "lte", "eq")
+MATCH_OPS = (
+    "eq", "ne", "in", "not_in", "contains", "startswith", "endswith",
+    "regex", "cidr", "gt", "gte", "lt", "lte", "exists",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Condition:
+    path: str
+    op: str
+    value: Any  # lists already expanded, regex text, networks as text
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    id: str
+    file: str
+    pos: Pos
+    description: str
+    severity: str
+    enabled: bool
+    conditions: tuple[Condition, ...]
+    when: tuple[str, Schedule] | None  # ("inside" | "outside", schedule)
+    group_by: tuple[str, ...]
+    window_ms: int | None
+    resolution_ms: int | None
+    aggregate: str
+    aggregate_field: str | None
+    threshold_op: str
+    threshold: int | float
+    suppress_ms: int
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)  # as written, for /rules and docs

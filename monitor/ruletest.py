@@ -1,0 +1,192 @@
+"""``exfil-monitor test``: rule packs carry their own test cases, as YAML beside the rules.
+
+A case gives events (inline or a JSONL file) and the exact set of alerts expected from
+the rules it names. Events go through the same decoder and engine as ``replay``, after
+a JSON round trip, so a case means what the same lines in a recording would mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from monitor.decode import Decoder
+from monitor.engine import Alert, Engine, EngineOptions
+from monitor.rules.errors import Problem
+from monitor.rules.loader import TEST_SUFFIXES, RuleSet
+from monitor.rules.yamlpos import YamlProblem, load
+from monitor.timeparse import parse_duration, parse_ts
+
+CASE_KEYS = ("name", "rules", "events", "events_file", "expect", "time_field", "allowed_lateness")
+EXPECT_KEYS = ("rule", "group", "value", "fired_at")
+
+
+@dataclass
+class CaseResult:
+    file: str
+    line: int
+    name: str
+    problems: list[str] = field(default_factory=list)  # the case itself is malformed
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not (self.problems or self.missing or self.unexpected)
+
+    def report(self) -> list[str]:
+        head = f"{'PASS' if self.passed else 'FAIL'} {self.file}:{self.line} {self.name}"
+        lines = [head]
+        lines.extend(f"    error:      {p}" for p in self.problems)
+        lines.extend(f"    missing:    {m}" for m in self.missing)
+        lines.extend(f"    unexpected: {u}" for u in self.unexpected)
+        return lines
+
+
+def test_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path] if path.name.endswith(TEST_SUFFIXES) else []
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(TEST_SUFFIXES))
+
+
+def _describe(rule: str, group: dict[str, Any], value: Any = None, fired_at: str | None = None) -> str:
+    text = f"{rule} {orjson.dumps(group).decode()}"
+    if value is not None:
+        text += f" value={value}"
+    if fired_at is not None:
+        text += f" fired_at={fired_at}"
+    return text
+
+
+def _subset(ruleset: RuleSet, ids: list[str] | None) -> RuleSet:
+    if ids is None:
+        return ruleset
+    chosen = tuple(
+        dataclasses.replace(r, spec=dataclasses.replace(r.spec, enabled=True))
+        for r in ruleset.rules
+        if r.id in ids
+    )
+    return dataclasses.replace(ruleset, rules=chosen)
+
+
+def run_file(path: Path, ruleset: RuleSet) -> list[CaseResult]:
+    name = str(path)
+    try:
+        doc = load(path.read_text(encoding="utf-8"))
+    except YamlProblem as exc:
+        return [CaseResult(name, exc.pos.line, "(file)", [exc.message])]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [CaseResult(name, 1, "(file)", [str(exc)])]
+    cases = doc.data.get("cases") if isinstance(doc.data, dict) else None
+    if not isinstance(cases, list):
+        return [CaseResult(name, 1, "(file)", ["a test file needs a list under 'cases'"])]
+    results = []
+    for i, case in enumerate(cases):
+        pos = doc.where(("cases", i))
+        title = case.get("name", f"case {i + 1}") if isinstance(case, dict) else f"case {i + 1}"
+        result = CaseResult(name, pos.line, str(title))
+        if not isinstance(case, dict):
+            result.problems.append("a case must be a mapping")
+        else:
+            _run_case(path, case, ruleset, result)
+        results.append(result)
+    return results
+
+
+def _run_case(path: Path, case: dict[str, Any], ruleset: RuleSet, result: CaseResult) -> None:
+    for key in case:
+        if key not in CASE_KEYS:
+            result.problems.append(f"unknown key {key!r} (expected {', '.join(CASE_KEYS)})")
+    ids = case.get("rules")
+    known = {r.id for r in ruleset.rules}
+    if ids is not None:
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            result.problems.append("rules must be a list of rule ids")
+            ids = None
+        else:
+            result.problems.extend(f"unknown rule {i!r}" for i in ids if i not in known)
+    lines = _event_lines(path, case, result)
+    expect = case.get("expect")
+    if not isinstance(expect, list):
+        result.problems.append("expect must be a list of alerts ([] for none)")
+        expect = []
+    try:
+        lateness = parse_duration(case.get("allowed_lateness", "60s"))
+    except ValueError as exc:
+        result.problems.append(f"allowed_lateness: {exc}")
+        lateness = 60_000
+    if result.problems:
+        return
+    decoder = Decoder(time_field=str(case.get("time_field", "ts")))
+    engine = Engine(_subset(ruleset, ids), EngineOptions(allowed_lateness_ms=lateness))
+    good, bad = decoder.decode(lines)
+    for i, reason in bad:
+        result.problems.append(f"event {i + 1} cannot be used: {reason}")
+    _compare(engine.process(good), expect, result)
+
+
+def _event_lines(path: Path, case: dict[str, Any], result: CaseResult) -> list[bytes]:
+    if "events" in case and "events_file" in case:
+        result.problems.append("give events or events_file, not both")
+        return []
+    if "events_file" in case:
+        target = path.parent / str(case["events_file"])
+        try:
+            return [ln for ln in target.read_bytes().splitlines() if ln.strip()]
+        except OSError as exc:
+            result.problems.append(f"events_file: {exc.strerror or exc}: {target}")
+            return []
+    events = case.get("events")
+    if not isinstance(events, list):
+        result.problems.append("events must be a list of event objects")
+        return []
+    return [orjson.dumps(e) for e in events]
+
+
+def _compare(alerts: list[Alert], expect: list[Any], result: CaseResult) -> None:
+    remaining = list(alerts)
+    for i, want in enumerate(expect):
+        if not isinstance(want, dict) or "rule" not in want:
+            result.problems.append(f"expect[{i}] must be a mapping with at least 'rule'")
+            continue
+        bad_keys = [k for k in want if k not in EXPECT_KEYS]
+        if bad_keys:
+            result.problems.append(f"expect[{i}]: unknown keys {bad_keys} (expected {', '.join(EXPECT_KEYS)})")
+            continue
+        fired_ms = parse_ts(want["fired_at"]) if "fired_at" in want else None
+        if "fired_at" in want and fired_ms is None:
+            result.problems.append(f"expect[{i}]: fired_at {want['fired_at']!r} is not a time")
+            continue
+        group = want.get("group", {})
+        match = next(
+            (
+                a
+                for a in remaining
+                if a.rule == want["rule"]
+                and a.group == group
+                and ("value" not in want or a.value == want["value"])
+                and (fired_ms is None or a.fired_at_ms == fired_ms)
+            ),
+            None,
+        )
+        if match is None:
+            result.missing.append(_describe(want["rule"], group, want.get("value"), want.get("fired_at")))
+        else:
+            remaining.remove(match)
+    for a in remaining:
+        result.unexpected.append(_describe(a.rule, a.group, a.value, a.to_dict()["fired_at"]))
+
+
+def run_tests(path: Path, ruleset: RuleSet) -> list[CaseResult]:
+    results: list[CaseResult] = []
+    for f in test_files(path):
+        results.extend(run_file(f, ruleset))
+    return results
+
+
+def no_tests_problem(path: Path) -> Problem:
+    return Problem(str(path), 1, 1, "no rule tests (*.test.yaml) found")

@@ -1,0 +1,1 @@
+"""Where events come from: files for replay, Kafka for the daemon."""

@@ -1,0 +1,201 @@
+"""Metrics and logs for every internal event, together.
+
+Each internal event has one method here that writes the log line and moves the metric,
+so the two never drift apart. Labels are low-cardinality by construction: rule ids,
+severities, reasons, outputs, topics and partitions; never an actor, customer, table
+value or address. Engine counters are plain integers bumped on the hot path and moved
+into Prometheus once per batch by :meth:`Telemetry.batch_done`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from monitor import __version__
+
+PREFIX = "exfil_monitor_"
+Logger = Any  # structlog's BoundLogger is a protocol in practice
+
+
+class Metrics:
+    """Every metric the monitor exports, registered in a registry the caller owns."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        p = PREFIX
+        self.events_received = Counter(f"{p}events_received", "Messages read from sources.", registry=r)
+        self.events_invalid = Counter(
+            f"{p}events_invalid", "Messages that could not be used, by reason.", ["reason"], registry=r
+        )
+        self.events_late = Counter(
+            f"{p}events_late", "Events older than the allowed lateness, dropped from a windowed rule.",
+            ["rule"], registry=r,
+        )  # fmt: skip
+        self.rule_matches = Counter(f"{p}rule_matches", "Events matching a rule.", ["rule"], registry=r)
+        self.rule_type_mismatches = Counter(
+            f"{p}rule_type_mismatches", "Field values of the wrong type for a rule's operator.",
+            ["rule"], registry=r,
+        )  # fmt: skip
+        self.alerts = Counter(f"{p}alerts", "Alerts fired.", ["rule", "severity"], registry=r)
+        self.group_evictions = Counter(
+            f"{p}group_evictions", "Window groups evicted because a rule reached its group cap.",
+            ["rule"], registry=r,
+        )  # fmt: skip
+        self.distinct_approximations = Counter(
+            f"{p}distinct_approximations", "Groups whose distinct count switched to HyperLogLog.",
+            ["rule"], registry=r,
+        )  # fmt: skip
+        self.active_groups = Gauge(f"{p}active_groups", "Window groups held, by rule.", ["rule"], registry=r)
+        self.rules_loaded = Gauge(f"{p}rules_loaded", "Enabled rules in force.", registry=r)
+        self.rule_reloads = Counter(
+            f"{p}rule_reloads", "Rule set loads, by outcome.", ["outcome"], registry=r
+        )
+        self.output_sends = Counter(
+            f"{p}output_sends", "Alert deliveries, by output and outcome.", ["output", "outcome"], registry=r
+        )
+        self.dead_letters = Counter(
+            f"{p}dead_letters", "Messages produced to the dead-letter topic, by reason.", ["reason"], registry=r
+        )
+        self.consumer_lag = Gauge(
+            f"{p}consumer_lag", "Messages behind the end of each partition.", ["topic", "partition"], registry=r
+        )
+        self.event_time_lag = Histogram(
+            f"{p}event_time_lag_seconds", "Wall clock minus event time, per batch's newest event.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600), registry=r,
+        )  # fmt: skip
+        self.batch_seconds = Histogram(
+            f"{p}batch_seconds", "Time to decode and evaluate one batch.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r,
+        )  # fmt: skip
+        self.source_errors = Counter(
+            f"{p}source_errors", "Errors talking to the event source, by kind.", ["kind"], registry=r
+        )
+        self.source_connected = Gauge(f"{p}source_connected", "1 while the source is connected.", registry=r)
+        self.build_info = Gauge(f"{p}build_info", "Build information.", ["version"], registry=r)
+        self.build_info.labels(version=__version__).set(1)
+
+
+def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> Logger:
+    """A structlog logger writing JSON lines (``json``) or aligned text (``console``)."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    return structlog.get_logger("exfil-monitor")
+
+
+class RateLimiter:
+    """At most ``per_minute`` log lines per key; the rest are counted and summarised."""
+
+    def __init__(self, per_minute: int = 10, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._window: dict[str, tuple[float, int, int]] = {}  # key -> (start, logged, suppressed)
+
+    def allow(self, key: str) -> tuple[bool, int]:
+        """(may log now, lines suppressed since the last one that was logged)."""
+        now = self.clock()
+        start, logged, suppressed = self._window.get(key, (now, 0, 0))
+        if now - start >= 60:
+            start, logged = now, 0
+        if logged < self.per_minute:
+            self._window[key] = (start, logged + 1, 0)
+            return True, suppressed
+        self._window[key] = (start, logged, suppressed + 1)
+        return False, 0
+
+
+class Telemetry:
+    """One method per internal event: a log line and a metric, together."""
+
+    def __init__(self, metrics: Metrics, log: Logger, *, limiter: RateLimiter | None = None) -> None:
+        self.metrics = metrics
+        self.log = log
+        self.limiter = limiter or RateLimiter()
+        self._synced: dict[tuple[str, str], int] = {}
+
+    def rules_loaded(self, count: int, digest: str, files: Iterable[str]) -> None:
+        self.metrics.rules_loaded.set(count)
+        self.metrics.rule_reloads.labels(outcome="success").inc()
+        self.log.info("rules_loaded", rules=count, digest=digest[:12], files=len(list(files)))
+
+    def rules_rejected(self, problems: list[str]) -> None:
+        self.metrics.rule_reloads.labels(outcome="rejected").inc()
+        self.log.error("rules_rejected", problems=problems[:50], count=len(problems))
+
+    def events_received(self, n: int) -> None:
+        self.metrics.events_received.inc(n)
+
+    def invalid_event(self, reason: str, sample: str, where: str) -> None:
+        self.metrics.events_invalid.labels(reason=reason).inc()
+        ok, suppressed = self.limiter.allow(f"invalid:{reason}")
+        if ok:
+            self.log.warning("invalid_event", reason=reason, where=where, sample=sample, suppressed=suppressed)
+
+    def alert_fired(self, alert: Any) -> None:
+        self.metrics.alerts.labels(rule=alert.rule, severity=alert.severity).inc()
+        self.log.warning(
+            "alert", alert_id=alert.id, rule=alert.rule, severity=alert.severity,
+            group=alert.group, value=alert.value, fired_at=alert.to_dict()["fired_at"],
+            summary=alert.summary,
+        )  # fmt: skip
+
+    def output_result(self, output: str, outcome: str, n: int = 1, error: str | None = None) -> None:
+        self.metrics.output_sends.labels(output=output, outcome=outcome).inc(n)
+        if error is not None:
+            ok, suppressed = self.limiter.allow(f"output:{output}")
+            if ok:
+                self.log.error("output_failed", output=output, error=error, suppressed=suppressed)
+
+    def dead_lettered(self, reason: str, n: int = 1) -> None:
+        self.metrics.dead_letters.labels(reason=reason).inc(n)
+
+    def source_error(self, kind: str, error: str) -> None:
+        self.metrics.source_errors.labels(kind=kind).inc()
+        ok, suppressed = self.limiter.allow(f"source:{kind}")
+        if ok:
+            self.log.error("source_error", kind=kind, error=error, suppressed=suppressed)
+
+    def source_connected(self, connected: bool) -> None:
+        self.metrics.source_connected.set(1 if connected else 0)
+        self.log.info("source_connected" if connected else "source_disconnected")
+
+    def batch_done(self, engine: Any, seconds: float, newest_event_ms: int | None, now_ms: int | None) -> None:
+        """Move the engine's plain counters into Prometheus: once per batch, not per event."""
+        m = self.metrics
+        m.batch_seconds.observe(seconds)
+        if newest_event_ms is not None and now_ms is not None:
+            m.event_time_lag.observe(max(0.0, (now_ms - newest_event_ms) / 1000))
+        for state in engine.states:
+            rid = state.id
+            self._delta(m.rule_matches, rid, "matches", state.matches)
+            self._delta(m.events_late, rid, "late", state.late)
+            self._delta(m.group_evictions, rid, "evictions", state.evictions)
+            self._delta(m.distinct_approximations, rid, "approx", state.approximations)
+            self._delta(m.rule_type_mismatches, rid, "mismatch", state.mismatch.value)
+            m.active_groups.labels(rule=rid).set(len(state.groups))
+
+    def _delta(self, counter: Counter, rule: str, name: str, value: int) -> None:
+        key = (rule, name)
+        delta = value - self._synced.get(key, 0)
+        if delta > 0:
+            counter.labels(rule=rule).inc(delta)
+            self._synced[key] = value
