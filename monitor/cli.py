@@ -17,6 +17,7 @@ from monitor.decode import Decoder
 from monitor.engine import Engine, EngineOptions
 from monitor.rules.errors import RuleLoadError
 from monitor.rules.loader import RuleSet, load_rules
+from monitor.runtime import tune_gc
 from monitor.telemetry import Metrics, RateLimiter, Telemetry, configure_logging
 from monitor.timeparse import parse_duration
 
@@ -104,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-incidents", action="store_true", help="background traffic only")
     p.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
 
+    p = sub.add_parser("run", help="run the daemon: consume events from Kafka and alert")
+    p.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config (see docs/configuration.md)")
+
     p = sub.add_parser("demo", help="simulate a day with a Target-style breach and show what fires")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--rules", default=None, help="rule folder (default: the bundled pack)")
@@ -143,6 +147,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     telemetry = Telemetry(Metrics(), log, limiter=RateLimiter(per_minute=1, clock=lambda: 0.0))
     decoder = Decoder(time_field=args.time_field, max_future_skew_ms=args.max_future_skew)
     engine = Engine(ruleset, _engine_options(args))
+    tune_gc()
     progress = Progress(sys.stderr, enabled=sys.stderr.isatty())
     try:
         stats = run_replay(source, decoder, engine, stdout_emitter(args.format), telemetry, progress)
@@ -204,7 +209,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ruleset = _load(rules)
     if ruleset is None:
         return 1
+    tune_gc()
     return run_demo(ruleset, seed=args.seed, out=sys.stdout)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.app import Daemon
+    from monitor.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {args.config}", file=sys.stderr)
+        return 1
+    tune_gc()
+    return asyncio.run(Daemon(config).run())
 
 
 COMMANDS = {
@@ -213,6 +236,7 @@ COMMANDS = {
     "test": cmd_test,
     "simulate": cmd_simulate,
     "demo": cmd_demo,
+    "run": cmd_run,
 }
 
 

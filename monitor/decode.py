@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from monitor.rules.compile import getter
-from monitor.timeparse import parse_ts
+from monitor.timeparse import parse_str, parse_ts
 
 Event = dict[str, Any]
 REASONS = ("invalid_json", "not_an_object", "missing_time", "bad_time", "future_time")
@@ -45,11 +45,14 @@ class Decoder:
         newest = self.newest
         limit = (reference_ms if reference_ms is not None else newest)
         limit = None if limit is None or skew <= 0 else limit + skew
-        for i, raw in enumerate(raws):
+        i = -1
+        for raw in raws:
+            i += 1
             try:
                 e = loads(raw)
             except orjson.JSONDecodeError:
-                bad.append((i, "invalid_json"))
+                if raw.strip():  # blank lines are nothing, not bad input
+                    bad.append((i, "invalid_json"))
                 continue
             if e.__class__ is not dict:
                 bad.append((i, "not_an_object"))
@@ -58,7 +61,7 @@ class Decoder:
             if t is None:
                 bad.append((i, "missing_time"))
                 continue
-            ts = parse_ts(t)
+            ts = parse_str(t) if t.__class__ is str else parse_ts(t)
             if ts is None:
                 bad.append((i, "bad_time"))
                 continue

@@ -82,12 +82,12 @@ def run_replay(
     start = time.perf_counter()
     for batch in source.batches():
         good, bad = decoder.decode(batch.lines)
-        stats.events += len(batch.lines)
+        stats.events += len(good) + len(bad)
         stats.valid += len(good)
-        telemetry.events_received(len(batch.lines))
+        telemetry.events_received(len(good) + len(bad))
         for i, reason in bad:
             stats.invalid[reason] += 1
-            where = f"{batch.name}:{batch.line_numbers[i]}"
+            where = f"{batch.name}:{batch.line_number(i)}"
             telemetry.invalid_event(reason, sample(batch.lines[i]), where)
         t0 = time.perf_counter()
         alerts = engine.process(good)

@@ -12,15 +12,16 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["format_duration", "format_ts", "parse_duration", "parse_ts"]
+__all__ = ["format_duration", "format_ts", "parse_duration", "parse_str", "parse_ts"]
 
 _EPOCH_MS_THRESHOLD = 1e11  # numbers above this are epoch milliseconds, below are seconds
 # Years 0001-9999 in ms; anything outside cannot be formatted back to RFC 3339.
 _MIN_MS = -62_135_596_800_000
 _MAX_MS = 253_402_300_799_999
 
-_PREFIX = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})\Z")
-_REST = re.compile(r":(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z")
+# re.ASCII: RFC 3339 digits are ASCII; without it \d also takes "２" or "٢".
+_PREFIX = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})\Z", re.ASCII)
+_REST = re.compile(r":(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z", re.ASCII)
 _MINUTE_CACHE: dict[str, int] = {}
 _MINUTE_CACHE_MAX = 8192
 
@@ -55,25 +56,30 @@ def _minute_ms(prefix: str) -> int | None:
 
 
 def _parse_str(s: str) -> int | None:
-    prefix = s[:16]
-    base = _MINUTE_CACHE.get(prefix)
+    base = _MINUTE_CACHE.get(s[:16])
+    # Fast path for "YYYY-MM-DDTHH:MM:SS.mmmZ": "SS" + "mmm" read as one number is
+    # exactly the milliseconds into the minute.
+    if base is not None and len(s) == 24 and s[16] == ":" and s[19] == "." and s[23] == "Z":
+        digits = s[17:19] + s[20:23]
+        if digits.isascii() and digits.isdigit():  # str.isdigit() alone takes "１２３"
+            ms = int(digits)
+            if ms < 60_000:
+                return base + ms
+    return _parse_general(s)
+
+
+def _parse_general(s: str) -> int | None:
+    base = _MINUTE_CACHE.get(s[:16])
     if base is None:
-        base = _minute_ms(prefix)
+        base = _minute_ms(s[:16])
         if base is None:
             return None
-    # Fast path: "...:SSZ" and "...:SS.mmmZ", the shapes producers actually send.
     n = len(s)
     sec = s[17:19]
-    if s[16:17] == ":" and sec.isdigit() and sec.isascii():
-        if n == 20 and s[19] in "Zz":
-            secs = int(sec)
-            return base + secs * 1000 if secs < 60 else None
-        if n == 24 and s[19] == "." and s[23] in "Zz":
-            frac = s[20:23]
-            if frac.isdigit() and frac.isascii():
-                secs = int(sec)
-                return base + secs * 1000 + int(frac) if secs < 60 else None
-            return None
+    if n == 20 and s[16] == ":" and s[19] in "Zz" and sec.isdigit() and sec.isascii():
+        secs = int(sec)
+        if secs < 60:  # 60, a leap second, is read below like in every other shape
+            return base + secs * 1000
     m = _REST.match(s, 16)
     if m is None:
         return None
@@ -89,7 +95,7 @@ def _parse_str(s: str) -> int | None:
             return None
         offset = (oh * 60 + om) * 60_000
         ms = ms - offset if m.group(4) == "+" else ms + offset
-    return ms
+    return ms if _MIN_MS <= ms <= _MAX_MS else None
 
 
 def parse_ts(value: Any) -> int | None:
@@ -113,13 +119,18 @@ def parse_ts(value: Any) -> int | None:
     return ms
 
 
+parse_str = _parse_str
+"""``parse_ts`` for text only, without the type dispatch; every accepted year is in range."""
+
+
 def format_ts(ms: int) -> str:
     """RFC 3339 UTC with milliseconds, the form every alert carries."""
     dt = datetime.fromtimestamp(ms // 1000, UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    # %Y does not pad years before 1000 ("1-01-01"), which parse_ts rightly rejects.
+    return f"{dt.year:04d}-{dt:%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
 
-_DURATION = re.compile(r"\s*(\d+)\s*(ms|s|m|h|d)\s*\Z")
+_DURATION = re.compile(r"\s*(\d+)\s*(ms|s|m|h|d)\s*\Z", re.ASCII)
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.engine.alert import Alert, alert_id, describe_window, render
+from monitor.engine.dispatch import build, reference
 from monitor.engine.windows import Fire, RuleState
-from monitor.rules.compile import Counter, Event, getter
+from monitor.rules.compile import Event, getter
 from monitor.rules.loader import CompiledRule, RuleSet
 
 SWEEP_EVERY_MS = 60_000
+_NEVER = -(2**62)
 
 
 @dataclass(frozen=True)
@@ -27,32 +29,19 @@ class EngineOptions:
     distinct_exact_limit: int = 4096
 
 
-Candidate = tuple[Any, RuleState]  # (test, state)
-
-
 class Engine:
-    def __init__(self, ruleset: RuleSet, options: EngineOptions | None = None) -> None:
+    def __init__(
+        self, ruleset: RuleSet, options: EngineOptions | None = None, *, generated: bool = True
+    ) -> None:
         self.ruleset = ruleset
         self.options = options or EngineOptions()
         self.states: list[RuleState] = []
         self.newest: int | None = None  # newest event time seen overall
         self._last_sweep: int | None = None
         self.forgotten = 0
-        indexes: dict[str, tuple[dict[str, list[Candidate]], list[Counter]]] = {}
-        self._always: list[Candidate] = []
-        for rule in ruleset.enabled:
-            state = self._state(rule)
-            self.states.append(state)
-            cand = (rule.test, state)
-            if rule.index is None:
-                self._always.append(cand)
-                continue
-            table, counters = indexes.setdefault(rule.index.path, ({}, []))
-            counters.append(rule.mismatch)
-            values = [rule.index.value] if rule.index.op == "eq" else rule.index.value
-            for v in dict.fromkeys(values):
-                table.setdefault(v, []).append(cand)
-        self._indexes = [(getter(path), table, counters) for path, (table, counters) in indexes.items()]
+        rules = list(ruleset.enabled)
+        self.states = [self._state(r) for r in rules]
+        self._dispatch = (build if generated else reference)(rules, self.states)
 
     def _state(self, rule: CompiledRule) -> RuleState:
         o = self.options
@@ -68,36 +57,13 @@ class Engine:
 
     def process(self, batch: Iterable[tuple[Event, int]], clock: int | None = None) -> list[Alert]:
         """Apply a batch in order; ``clock`` fixes the forgetting clock for the batch."""
-        alerts: list[Alert] = []
-        newest = self.newest if self.newest is not None else -(2**62)
-        indexes = self._indexes
-        always = self._always
-        for e, ts in batch:
-            if ts > newest:
-                newest = ts
-            now = newest if clock is None else clock
-            for get, table, counters in indexes:
-                v = get(e)
-                if v.__class__ is str:
-                    cands = table.get(v)
-                    if cands is not None:
-                        for test, state in cands:
-                            if test(e, ts):
-                                fire = state.apply(e, ts, now)
-                                if fire is not None:
-                                    alerts.append(self._alert(state, fire, e))
-                elif v is not None:
-                    for c in counters:
-                        c.value += 1
-            for test, state in always:
-                if test(e, ts):
-                    fire = state.apply(e, ts, now)
-                    if fire is not None:
-                        alerts.append(self._alert(state, fire, e))
-        if newest > -(2**62):
+        start = self.newest if self.newest is not None else _NEVER
+        fires, newest = self._dispatch(batch, clock, start)
+        if newest != _NEVER:
             self.newest = newest
         self._maybe_sweep(self.newest if clock is None else clock)
-        return alerts
+        states = self.states
+        return [self._alert(states[i], fire, e) for i, fire, e in fires]
 
     def _maybe_sweep(self, now: int | None) -> None:
         if now is None:

@@ -83,29 +83,25 @@ class RuleState:
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _contribution(self, e: Event) -> Any:
-        """The event's input to the aggregate, or None when it has nothing to give."""
-        if self.field is None:
-            return 1
-        v = self.field(e)
+    def _odd_contribution(self, v: Any) -> Any:
+        """The aggregate's input when the field is not a number, or None to skip the event.
+
+        ``distinct`` counts any JSON value; ``sum`` and ``max`` need numbers, and an event
+        without one is left out (and counted as a type mismatch unless the field is absent).
+        """
         if self.kind == "distinct":
             if v is None:
                 return None
-            return v if v.__class__ in (str, int, float, bool) else repr(v)
-        cls = v.__class__
-        if cls is int or cls is float:
-            return v
+            return v if v.__class__ in (str, bool) else repr(v)
         if v is not None:
             self.mismatch.value += 1
         return None
 
-    def _group(self, key: Hashable, ts: int, clock: int) -> Group:
+    def _group(self, key: Hashable, ts: int) -> Group:
+        """A fresh group; an existing one idle past the horizon is forgotten first,
+        exactly as a sweep would have, so sweeping never changes an alert."""
         groups = self.groups
-        g = groups.get(key)
-        if g is not None and clock - g.newest <= self.horizon:
-            groups.move_to_end(key)
-            return g
-        if g is not None:  # idle past the horizon: forgotten, exactly as a sweep would have
+        if key in groups:
             del groups[key]
         elif len(groups) >= self.max_groups:
             groups.popitem(last=False)
@@ -131,24 +127,47 @@ class RuleState:
             g.fires.append(at)
 
     def sweep(self, clock: int) -> int:
-        """Drop groups idle past the horizon; the same as the lazy check in ``_group``."""
-        stale = [k for k, g in self.groups.items() if clock - g.newest > self.horizon]
-        for k in stale:
-            del self.groups[k]
-        return len(stale)
+        """Free groups idle past the horizon, oldest-touched first.
+
+        Only memory depends on this: ``_group`` applies the same rule lazily, so whether
+        a stale group is swept now or later never changes an alert. That lets the sweep
+        stop at the first live group instead of walking every group each time.
+        """
+        groups = self.groups
+        horizon = self.horizon
+        dropped = 0
+        while groups:
+            key, g = next(iter(groups.items()))
+            if clock - g.newest <= horizon:
+                break
+            del groups[key]
+            dropped += 1
+        return dropped
 
     # -- the event path --------------------------------------------------------------
 
     def apply(self, e: Event, ts: int, clock: int) -> Fire | None:
         self.matches += 1
-        contrib = self._contribution(e)
-        if contrib is None:
-            return None
+        field = self.field
+        if field is None:
+            contrib: Any = 1
+        else:
+            contrib = field(e)
+            cls = contrib.__class__
+            if not (cls is int or cls is float):
+                contrib = self._odd_contribution(contrib)
+                if contrib is None:
+                    return None
         if self.window is None:
             return self._apply_single(e, ts, clock, contrib)
         key = self.key(e)
-        g = self._group(key, ts, clock)
-        if ts < g.newest - self.lateness:
+        g = self.groups.get(key)
+        if g is None or clock - g.newest > self.horizon:
+            g = self._group(key, ts)
+        else:
+            self.groups.move_to_end(key)
+        newest = g.newest
+        if ts < newest - self.lateness:
             self.late += 1
             return None
         eid = e.get("id")
@@ -158,24 +177,44 @@ class RuleState:
             if len(samples) > 5:
                 del samples[0]
         b = ts // self.res
-        if ts >= g.newest:
-            if b != g.cur:
-                self._advance(g, b, ts)
-            g.newest = ts
+        if ts < newest:
+            return self._late(g, key, b, ts, contrib)
+        if b != g.cur:
+            self._advance(g, b, ts)
+        g.newest = ts
+        kind = self.kind
+        if kind == "sum" or kind == "count":  # the common case, inlined
+            bucket = g.buckets.get(b)
+            if bucket is None:
+                g.buckets[b] = [contrib, 1, ts]
+            else:
+                bucket[0] += contrib
+                bucket[1] += 1
+                bucket[2] = ts
+            g.count += 1
+            total = g.total = g.total + contrib
+        else:
             self._add(g, b, ts, contrib, in_window=True)
             total = g.total
-            if total is None or not self.threshold(total) or self._suppressed(g, ts):
+            if total is None:
                 return None
-            self._record_fire(g, ts)
-            return (b, total, ts, g.count, self._samples(g, b), key)
-        return self._late(g, key, b, ts, contrib)
+        if not self.threshold(total):
+            return None
+        if g.fires and self._suppressed(g, ts):
+            return None
+        self._record_fire(g, ts)
+        return (b, total, ts, g.count, self._samples(g, b), key)
 
     def _apply_single(self, e: Event, ts: int, clock: int, value: Any) -> Fire | None:
         if not self.threshold(value):
             return None
         key = self.key(e)
         if self.suppress:
-            g = self._group(key, ts, clock)
+            g = self.groups.get(key)
+            if g is None or clock - g.newest > self.horizon:
+                g = self._group(key, ts)
+            else:
+                self.groups.move_to_end(key)
             g.newest = max(g.newest, ts)
             if self._suppressed(g, ts):
                 return None

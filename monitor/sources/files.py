@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -19,10 +20,12 @@ GZIP_MAGIC = b"\x1f\x8b"
 @dataclass
 class Batch:
     name: str
-    first_line: int
-    lines: list[bytes]  # blank lines already dropped; numbers in ``line_numbers``
-    line_numbers: list[int]
+    first_line: int  # line number of lines[0]; lines[i] is line first_line + i
+    lines: list[bytes]  # as read, blank lines included (the decoder skips them)
     bytes_read: int
+
+    def line_number(self, index: int) -> int:
+        return self.first_line + index
 
 
 def _open(name: str) -> BinaryIO:
@@ -64,26 +67,19 @@ class FileSource:
             f = _open(name)
             try:
                 yield from self._read(name, f)
+            except zlib.error as exc:  # corrupt .gz data: unreadable input, not a crash
+                raise OSError(f"{name}: corrupt gzip data ({exc})") from None
             finally:
                 if name != "-":
                     f.close()
 
     def _read(self, name: str, f: BinaryIO) -> Iterator[Batch]:
         label = "<stdin>" if name == "-" else name
-        lineno = 0
-        lines: list[bytes] = []
-        numbers: list[int] = []
-        size = 0
         first = 1
-        for line in f:
-            lineno += 1
-            size += len(line)
-            if line.isspace() or not line:
-                continue
-            lines.append(line)
-            numbers.append(lineno)
-            if len(lines) >= self.batch_size:
-                yield Batch(label, first, lines, numbers, size)
-                lines, numbers, size, first = [], [], 0, lineno + 1
-        if lines or size:
-            yield Batch(label, first, lines, numbers, size)
+        hint = self.batch_size * 256  # readlines() stops after about this many bytes
+        while True:
+            lines = f.readlines(hint)
+            if not lines:
+                return
+            yield Batch(label, first, lines, sum(map(len, lines)))
+            first += len(lines)

@@ -1,0 +1,152 @@
+"""Replay speed against a bare decode loop, measured in the same run.
+
+    python bench/replay_bench.py [--events 1000000] [--rules rules/]
+
+Simulates about a million events of shop traffic (cached under bench/out/), then times:
+  * baseline: read the file line by line and ``orjson.loads`` each line, nothing else;
+  * replay: the same file through the file source, decoder and engine with the rule pack,
+    exactly as ``exfil-monitor replay`` runs it.
+It prints both rates, their ratio (the goal is >= 0.25), the share of events that hit a
+windowed rule, and the memory held per active window group. Timings on a shared machine
+are noisy; the ratio of two rates measured back to back is what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from monitor.decode import Decoder  # noqa: E402
+from monitor.engine import Engine  # noqa: E402
+from monitor.rules.loader import load_rules  # noqa: E402
+from monitor.runtime import tune_gc  # noqa: E402
+from monitor.simulate import generate, write_jsonl  # noqa: E402
+from monitor.sources.files import FileSource  # noqa: E402
+
+
+def dataset(events: int, seed: int) -> Path:
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"shop-{events}-{seed}.jsonl"
+    if not path.exists():
+        t0 = time.process_time()
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            # generate() spreads `events` over the day; a million events is a big shop's day
+            n = write_jsonl(generate(seed=seed, events=events), f)
+        tmp.rename(path)
+        print(f"simulated {n:,} events in {time.process_time() - t0:.1f}s -> {path}")
+    return path
+
+
+def baseline(path: Path) -> tuple[int, float]:
+    loads = orjson.loads
+    n = 0
+    t0 = time.process_time()
+    with path.open("rb") as f:
+        for line in f:
+            loads(line)
+            n += 1
+    return n, time.process_time() - t0
+
+
+def replay(path: Path, rules: Path) -> tuple[int, float, int, Engine]:
+    engine = Engine(load_rules(rules))
+    decoder = Decoder()
+    tune_gc()  # as `exfil-monitor replay` does
+    n = alerts = 0
+    t0 = time.process_time()
+    for batch in FileSource([str(path)]).batches():
+        good, _bad = decoder.decode(batch.lines)
+        alerts += len(engine.process(good))
+        n += len(batch.lines)
+    return n, time.process_time() - t0, alerts, engine
+
+
+def windowed_share(path: Path, rules: Path, limit: int = 200_000) -> float:
+    """Share of events that match at least one windowed rule (the state-touching path)."""
+    rs = load_rules(rules)
+    windowed = [r for r in rs.enabled if r.spec.window_ms]
+    hit = total = 0
+    with path.open("rb") as f:
+        for line in f:
+            e = orjson.loads(line)
+            total += 1
+            for r in windowed:
+                idx = r.index
+                if idx is not None:
+                    from monitor.rules.compile import getter
+
+                    v = getter(idx.path)(e)
+                    ok = v == idx.value if idx.op == "eq" else v in idx.value
+                    if not ok:
+                        continue
+                if r.test(e, 0 if r.spec.when is None else _ts(e)):
+                    hit += 1
+                    break
+            if total >= limit:
+                break
+    return hit / max(total, 1)
+
+
+def _ts(e: dict[str, object]) -> int:
+    from monitor.timeparse import parse_ts
+
+    return parse_ts(e.get("ts")) or 0
+
+
+def bytes_per_group(path: Path, rules: Path, events: int = 300_000) -> tuple[float, int]:
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    engine = Engine(load_rules(rules))
+    decoder = Decoder()
+    seen = 0
+    for batch in FileSource([str(path)]).batches():
+        good, _ = decoder.decode(batch.lines)
+        engine.process(good)
+        seen += len(batch.lines)
+        if seen >= events:
+            break
+    del good, batch
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    groups = sum(len(s.groups) for s in engine.states)
+    return (after - before) / max(groups, 1), groups
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--rules", type=Path, default=ROOT / "rules")
+    ap.add_argument("--rounds", type=int, default=2, help="best of N for each side")
+    args = ap.parse_args()
+    path = dataset(args.events, args.seed)
+    base = min((baseline(path) for _ in range(args.rounds)), key=lambda r: r[1])
+    runs = [replay(path, args.rules) for _ in range(args.rounds)]
+    best = min(runs, key=lambda r: r[1])
+    base_rate = base[0] / base[1]
+    rate = best[0] / best[1]
+    share = windowed_share(path, args.rules)
+    per_group, groups = bytes_per_group(path, args.rules)
+    print(f"events:               {base[0]:,}")
+    print(f"bare orjson loop:     {base_rate:,.0f} events/s")
+    print(f"replay (rule pack):   {rate:,.0f} events/s, {best[2]} alerts")
+    print(f"ratio replay/bare:    {rate / base_rate:.3f}   (goal >= 0.25)")
+    print(f"windowed-rule hits:   {share:.1%} of events (first 200k)")
+    print(f"memory per group:     {per_group:,.0f} bytes over {groups:,} active groups (after 300k events)")
+
+
+if __name__ == "__main__":
+    main()
