@@ -159,7 +159,7 @@ class RuleState:
                 if contrib is None:
                     return None
         if self.window is None:
-            return self._apply_single(e, ts, clock, contrib)
+            return self._apply_single(e, ts, clock, 1 if self.kind == "distinct" else contrib)
         key = self.key(e)
         g = self.groups.get(key)
         if g is None or clock - g.newest > self.horizon:
