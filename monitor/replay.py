@@ -35,6 +35,12 @@ class ReplayStats:
         invalid = sum(self.invalid.values())
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(self.invalid.items()))
         lines.append(f"invalid: {invalid}" + (f" ({detail})" if detail else ""))
+        if self.invalid.get("future_time"):
+            lines.append(
+                "  hint: future_time counts events more than --max-future-skew ahead of the newest "
+                "event so far; a recording with quiet gaps longer than that needs a larger skew "
+                "(or 0s to turn the check off)"
+            )
         late = sum(self.late.values())
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(self.late.items()) if v)
         lines.append(f"late (dropped from windowed rules): {late}" + (f" ({detail})" if detail else ""))
