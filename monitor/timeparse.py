@@ -19,7 +19,7 @@ _EPOCH_MS_THRESHOLD = 1e11  # numbers above this are epoch milliseconds, below a
 _MIN_MS = -62_135_596_800_000
 _MAX_MS = 253_402_300_799_999
 
-# re.ASCII: RFC 3339 digits are ASCII; without it \d also takes "２" or "٢".
+# re.ASCII: RFC 3339 digits are ASCII; without it \d also takes fullwidth or Arabic-Indic digits.
 _PREFIX = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})\Z", re.ASCII)
 _REST = re.compile(r":(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z", re.ASCII)
 _MINUTE_CACHE: dict[str, int] = {}
@@ -61,7 +61,7 @@ def _parse_str(s: str) -> int | None:
     # exactly the milliseconds into the minute.
     if base is not None and len(s) == 24 and s[16] == ":" and s[19] == "." and s[23] == "Z":
         digits = s[17:19] + s[20:23]
-        if digits.isascii() and digits.isdigit():  # str.isdigit() alone takes "１２３"
+        if digits.isascii() and digits.isdigit():  # isdigit() alone takes non-ASCII digits
             ms = int(digits)
             if ms < 60_000:
                 return base + ms

@@ -146,7 +146,7 @@ def build(rules: list[CompiledRule], states: list[RuleState]) -> Dispatch:
             chosen = tuple(
                 i
                 for i in members
-                if v == rules[i].index.value or (rules[i].index.op == "in" and v in rules[i].index.value)  # type: ignore[union-attr, operator]
+                if v == rules[i].index.value or (rules[i].index.op == "in" and v in rules[i].index.value)  # type: ignore[union-attr]
             )
             table[v] = branches.setdefault(chosen, len(branches))
         _read(src, 2, "v", path)
@@ -165,7 +165,7 @@ def build(rules: list[CompiledRule], states: list[RuleState]) -> Dispatch:
     src.emit(1, "return fires, newest")
 
     code = compile("\n".join(src.lines) + "\n", "<exfil-monitor rules>", "exec")
-    exec(code, src.ns)  # noqa: S102 - generated from names and integers only, see module doc
+    exec(code, src.ns)
     process: Dispatch = src.ns["process"]
     process.source = "\n".join(src.lines)  # type: ignore[attr-defined]
     return process

@@ -32,7 +32,7 @@ VALUE, COUNT, NEWEST = 0, 1, 2
 
 
 class Group:
-    __slots__ = ("buckets", "cur", "fires", "newest", "refs", "samples", "sketch", "stored", "total", "count")
+    __slots__ = ("buckets", "count", "cur", "fires", "newest", "refs", "samples", "sketch", "stored", "total")
 
     def __init__(self, ts: int, cur: int) -> None:
         self.newest = ts

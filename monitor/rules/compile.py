@@ -249,7 +249,7 @@ def threshold_check(op: str, n: float) -> Callable[[float], bool]:
 
 def _hashable(v: Any) -> Hashable:
     if v is None or v.__class__ in (str, int, float, bool):
-        return v  # type: ignore[no-any-return]
+        return v
     return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
 
 

@@ -39,6 +39,8 @@ _RULE_KEYS = (
     "resolution", "aggregate", "threshold", "suppress", "labels", "annotations",
 )  # fmt: skip
 _LIST_OPS = ("in", "not_in", "cidr")
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAYS = {name: i for names in (DAY_NAMES, _FULL_DAYS) for i, name in enumerate(names)}
 
 
 def _is_scalar(v: Any) -> bool:
@@ -173,8 +175,8 @@ class Validator:
             ok = False
         days: set[int] = set()
         for i, day in enumerate(self._as_list(f, (*path, "days"), value.get("days", list(DAY_NAMES[:5])))):
-            if isinstance(day, str) and day.lower()[:3] in DAY_NAMES:
-                days.add(DAY_NAMES.index(day.lower()[:3]))
+            if isinstance(day, str) and day.lower() in _DAYS:  # not "sunshine" as sun
+                days.add(_DAYS[day.lower()])
             else:
                 self._report(f, f.doc.where((*path, "days", i)), f"schedule {name!r}: unknown day {day!r} (mon..sun)")
                 ok = False
@@ -231,8 +233,8 @@ class Validator:
         before = len(self.problems)
         rid = raw.get("id")
         if not isinstance(rid, str) or not _ID.match(rid):
-            where = doc.where((*path, "id")) if "id" in raw else doc.where(path)
-            self._report(f, where, "every rule needs an id of letters, digits and - _ . : (e.g. bulk-customer-read)")
+            id_pos = doc.where((*path, "id")) if "id" in raw else doc.where(path)
+            self._report(f, id_pos, "every rule needs an id of letters, digits and - _ . : (e.g. bulk-customer-read)")
             rid = None
         err: Callable[[Path, str], None] = lambda p, msg: self._report(f, doc.where((*path, *p)), msg, rid)  # noqa: E731
 
@@ -276,7 +278,7 @@ class Validator:
 
         if rid is None or len(self.problems) > before:
             return None
-        assert isinstance(severity, str) and when is not False
+        assert isinstance(severity, str) and not isinstance(when, bool)
         return RuleSpec(
             id=rid, file=f.name, pos=doc.where(path), description=description,
             severity=severity, enabled=enabled, conditions=tuple(conditions), when=when,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -69,7 +70,7 @@ def test_any_batching_gives_identical_alerts(
     bounds = sorted({0, len(events), *(c for c in cuts if c <= len(events))})
     eng = Engine(rs, options)
     batched = []
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         batched.extend(eng.process(events[lo:hi]))
     assert [a.to_dict() for a in batched] == [a.to_dict() for a in one_by_one]
 
