@@ -22,9 +22,12 @@ REASONS = ("invalid_json", "not_an_object", "missing_time", "bad_time", "future_
 class Decoder:
     """Decodes batches; remembers the newest accepted event time for the future-skew check.
 
-    ``reference_ms``, when given, replaces the newest event time as the reference the
-    skew is measured from (the daemon passes the wall clock; replay leaves it out, so a
-    recording from last year still replays).
+    ``reference_ms``, when given, is what the skew is measured from (the daemon passes the
+    wall clock). Without it (replay), the reference is the newest accepted event time,
+    and a recording legitimately jumps ahead after a quiet gap. So there an event too far
+    ahead is held, not judged: if the next usable event agrees with it (lies within the
+    skew of it), the jump is real and both are accepted; otherwise the held event is
+    rejected as ``future_time``. One event from the far future never moves the clock.
     """
 
     def __init__(self, *, time_field: str = "ts", max_future_skew_ms: int = 300_000) -> None:
@@ -32,19 +35,29 @@ class Decoder:
         self._time = getter(time_field)
         self.max_future_skew_ms = max_future_skew_ms
         self.newest: int | None = None
+        # (event, time, raw) of a far-ahead event awaiting the next event's agreement
+        self._held: tuple[Event, int, bytes | str] | None = None
+        # raws of events held in an earlier call and rejected in this one (index -1 in `bad`)
+        self.rejected_held: list[bytes | str] = []
 
     def decode(
         self, raws: Sequence[bytes | str], *, reference_ms: int | None = None
     ) -> tuple[list[tuple[Event, int]], list[tuple[int, str]]]:
-        """Return the good events and (position in ``raws``, reason) for the rest."""
+        """Return the good events and (position in ``raws``, reason) for the rest.
+
+        A position of -1 names an event held from an earlier call; its raw bytes are in
+        ``rejected_held``.
+        """
         good: list[tuple[Event, int]] = []
         bad: list[tuple[int, str]] = []
+        self.rejected_held = []
         loads = orjson.loads
         get_time = self._time
         skew = self.max_future_skew_ms
         newest = self.newest
         limit = (reference_ms if reference_ms is not None else newest)
         limit = None if limit is None or skew <= 0 else limit + skew
+        held_index = -1  # position of self._held in raws, -1 when it came from an earlier call
         i = -1
         for raw in raws:
             i += 1
@@ -66,8 +79,21 @@ class Decoder:
                 bad.append((i, "bad_time"))
                 continue
             if limit is not None and ts > limit:
-                bad.append((i, "future_time"))
-                continue
+                if reference_ms is not None:
+                    bad.append((i, "future_time"))
+                    continue
+                held = self._held
+                if held is None or abs(ts - held[1]) > skew:
+                    if held is not None:
+                        self._reject_held(bad, held_index)
+                    self._held, held_index = (e, ts, raw), i
+                    continue
+                good.append((held[0], held[1]))  # a second opinion: the jump is real
+                self._held = None
+                if newest is not None and held[1] > newest:
+                    newest = held[1]
+            elif self._held is not None:
+                self._reject_held(bad, held_index)
             if newest is None or ts > newest:
                 newest = ts
                 if reference_ms is None and skew > 0:
@@ -75,6 +101,18 @@ class Decoder:
             good.append((e, ts))
         self.newest = newest
         return good, bad
+
+    def _reject_held(self, bad: list[tuple[int, str]], index: int) -> None:
+        assert self._held is not None
+        if index < 0:
+            self.rejected_held.append(self._held[2])
+        bad.append((index, "future_time"))
+        self._held = None
+
+    def finish(self) -> list[bytes | str]:
+        """At the end of a stream: the raw event still held, which nothing confirmed."""
+        held, self._held = self._held, None
+        return [] if held is None else [held[2]]
 
 
 def sample(raw: bytes | str, limit: int = 200) -> str:

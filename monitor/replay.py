@@ -37,9 +37,8 @@ class ReplayStats:
         lines.append(f"invalid: {invalid}" + (f" ({detail})" if detail else ""))
         if self.invalid.get("future_time"):
             lines.append(
-                "  hint: future_time counts events more than --max-future-skew ahead of the newest "
-                "event so far; a recording with quiet gaps longer than that needs a larger skew "
-                "(or 0s to turn the check off)"
+                "  (future_time: more than --max-future-skew ahead of the newest event so far, "
+                "and not confirmed by the next event)"
             )
         late = sum(self.late.values())
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(self.late.items()) if v)
@@ -93,8 +92,11 @@ def run_replay(
         telemetry.events_received(len(good) + len(bad))
         for i, reason in bad:
             stats.invalid[reason] += 1
-            where = f"{batch.name}:{batch.line_number(i)}"
-            telemetry.invalid_event(reason, sample(batch.lines[i]), where)
+            if i < 0:  # held from the previous batch, rejected now
+                raw, where = decoder.rejected_held[0], f"{batch.name}:before line {batch.first_line}"
+            else:
+                raw, where = batch.lines[i], f"{batch.name}:{batch.line_number(i)}"
+            telemetry.invalid_event(reason, sample(raw), where)
         t0 = time.perf_counter()
         alerts = engine.process(good)
         for alert in alerts:
@@ -103,6 +105,10 @@ def run_replay(
         telemetry.batch_done(engine, time.perf_counter() - t0, None, None)
         if progress is not None:
             progress.update(stats, batch.name)
+    for raw in decoder.finish():  # a last event far ahead that nothing after it confirmed
+        stats.events += 1
+        stats.invalid["future_time"] += 1
+        telemetry.invalid_event("future_time", sample(raw), "end of input")
     stats.seconds = time.perf_counter() - start
     for state in engine.states:
         stats.late[state.id] = state.late

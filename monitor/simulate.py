@@ -32,8 +32,13 @@ from zoneinfo import ZoneInfo
 import orjson
 
 __all__ = [
+    "ATTACKER_IP",
+    "CUSTOMER_TABLES",
     "DEFAULT_EVENTS_PER_DAY",
+    "US_HOLIDAYS",
+    "VENDOR_IPS",
     "Incident",
+    "format_ts",
     "generate",
     "incidents_for",
     "parse_start",
@@ -89,7 +94,10 @@ _SERVICE_IPS = {
     "analytics-etl": "10.0.5.5",
 }
 # The vendors' known addresses. Keep in step with `vendor_known_ips` in rules/common.yaml.
-VENDOR_IPS = {"shipping-partner": ("198.51.100.20", "198.51.100.21"), "hvac-vendor": ("192.0.2.10",)}
+VENDOR_IPS = {
+    "shipping-partner": ("198.51.100.20", "198.51.100.21"),
+    "hvac-vendor": ("192.0.2.10",),
+}
 ATTACKER_IP = "203.0.113.66"
 
 _BYTES_PER_ROW = {
@@ -160,31 +168,34 @@ def _is_business_hour(ms: int) -> bool:
     )
 
 
+def _rr(rng: random.Random, lo: int, hi: int) -> int:
+    """A number in [lo, hi), like ``randrange`` but several times faster (it matters here)."""
+    return lo + int(rng.random() * (hi - lo))
+
+
 # -- event shapes ----------------------------------------------------------------------
+
+Actor = tuple[str, str, str]  # id, type, ip
 
 
 def _event(
     ts: int,
-    actor_id: str,
-    actor_type: str,
-    ip: str,
+    actor: Actor,
     action: str,
-    kind: str,
-    db: str,
-    name: str,
+    resource: tuple[str, str, str],  # kind, db, name
     rows: int,
     nbytes: int,
-    outcome: str,
     app: str,
     customer_id: str | None = None,
+    outcome: str = "success",
 ) -> Event:
     # "ts" holds integer ms until the events of a slice are sorted; "id" is set on output.
     ev: Event = {
         "ts": ts,
         "id": "",
-        "actor": {"id": actor_id, "type": actor_type, "ip": ip},
+        "actor": {"id": actor[0], "type": actor[1], "ip": actor[2]},
         "action": action,
-        "resource": {"kind": kind, "db": db, "name": name},
+        "resource": {"kind": resource[0], "db": resource[1], "name": resource[2]},
         "rows": rows,
         "bytes": nbytes,
         "outcome": outcome,
@@ -197,9 +208,7 @@ def _event(
 
 def _table(
     ts: int,
-    actor_id: str,
-    actor_type: str,
-    ip: str,
+    actor: Actor,
     action: str,
     name: str,
     rows: int,
@@ -208,16 +217,22 @@ def _table(
     outcome: str = "success",
     db: str = "shop",
 ) -> Event:
-    nbytes = rows * _BYTES_PER_ROW.get(name, 200) if outcome == "success" else 0
+    """An access to a table; denied and failed accesses return nothing (0 rows, 0 bytes)."""
     if outcome != "success":
         rows = 0
-    return _event(
-        ts, actor_id, actor_type, ip, action, "table", db, name, rows, nbytes, outcome, app,
-        customer_id,
-    )  # fmt: skip
+    nbytes = rows * _BYTES_PER_ROW.get(name, 200)
+    return _event(ts, actor, action, ("table", db, name), rows, nbytes, app, customer_id, outcome)
+
+
+def _login(ts: int, actor: Actor, path: str, app: str, outcome: str = "success") -> Event:
+    return _event(ts, actor, "login", ("api", "gateway", path), 0, 0, app, None, outcome)
 
 
 Maker = Callable[[random.Random, int], Event]
+
+
+def _cust(n: int) -> str:
+    return f"cust-{n:07d}"
 
 
 class _Background:
@@ -227,13 +242,14 @@ class _Background:
         self.rate = rate
         pool_rng = random.Random(f"exfil-monitor/ip-pool/{seed}")
         self.ip_pool = [
-            f"{pool_rng.randrange(24, 223)}.{pool_rng.randrange(256)}."
-            f"{pool_rng.randrange(256)}.{pool_rng.randrange(1, 255)}"
+            f"{_rr(pool_rng, 24, 223)}.{_rr(pool_rng, 0, 256)}."
+            f"{_rr(pool_rng, 0, 256)}.{_rr(pool_rng, 1, 255)}"
             for _ in range(_IP_POOL_SIZE)
         ]
-        self.agents = [f"agent-{i:03d}" for i in range(1, max(1, round(_AGENTS * rate)) + 1)]
-        self.analysts = [f"analyst-{i:02d}" for i in range(1, max(1, round(_ANALYSTS * rate)) + 1)]
-        self.admins = [f"admin-{i:02d}" for i in range(1, max(1, round(_ADMINS * rate)) + 1)]
+        # Office addresses: 10.20.1.x support, 10.20.2.x analysts, 10.20.3.x admins.
+        self.agents = _staff("agent-{:03d}", _AGENTS * rate, 1)
+        self.analysts = _staff("analyst-{:02d}", _ANALYSTS * rate, 2)
+        self.admins = _staff("admin-{:02d}", _ADMINS * rate, 3)
         makers: list[tuple[float, Maker]] = [
             # customer tables (about 40% of this stream)
             (0.100, self._shopper_reads("customers")),
@@ -248,18 +264,18 @@ class _Background:
             # everything else
             (0.070, self._shopper_login),
             (0.010, self._invoice_download),
-            (0.040, self._service_write("checkout-api", "insert", "orders", 1, 1)),
-            (0.050, self._service_write("checkout-api", "insert", "order_items", 1, 6)),
-            (0.030, self._service_write("checkout-api", "update", "inventory", 1, 6)),
-            (0.050, self._service_read("order-service", "orders", 1, 20)),
-            (0.030, self._service_write("order-service", "update", "orders", 1, 1)),
-            (0.020, self._service_read("order-service", "shipments", 1, 3)),
-            (0.120, self._service_read("search", "products", 10, 50)),
-            (0.025, self._service_read("recommendation", "order_items", 100, 500)),
-            (0.025, self._service_read("recommendation", "products", 20, 200)),
-            (0.020, self._service_write("inventory-sync", "update", "inventory", 1, 40)),
-            (0.010, self._service_read("inventory-sync", "products", 1, 100)),
-            (0.010, self._service_read("inventory-sync", "inventory", 50, 500)),
+            (0.040, self._service_table("checkout-api", "insert", "orders", 1, 1)),
+            (0.050, self._service_table("checkout-api", "insert", "order_items", 1, 6)),
+            (0.030, self._service_table("checkout-api", "update", "inventory", 1, 6)),
+            (0.050, self._service_table("order-service", "select", "orders", 1, 20)),
+            (0.030, self._service_table("order-service", "update", "orders", 1, 1)),
+            (0.020, self._service_table("order-service", "select", "shipments", 1, 3)),
+            (0.120, self._service_table("search", "select", "products", 10, 50)),
+            (0.025, self._service_table("recommendation", "select", "order_items", 100, 500)),
+            (0.025, self._service_table("recommendation", "select", "products", 20, 200)),
+            (0.020, self._service_table("inventory-sync", "update", "inventory", 1, 40)),
+            (0.010, self._service_table("inventory-sync", "select", "products", 1, 100)),
+            (0.010, self._service_table("inventory-sync", "select", "inventory", 50, 500)),
             (0.015, self._vendor_table("shipping-partner", "select", "shipments", 10, 100)),
             (0.010, self._vendor_table("shipping-partner", "update", "shipments", 1, 5)),
             (0.0005, self._vendor_login("shipping-partner")),
@@ -277,35 +293,33 @@ class _Background:
 
     # shoppers --------------------------------------------------------------------------
 
-    def _customer(self, rng: random.Random) -> tuple[str, str]:
-        n = rng.randrange(1, _N_CUSTOMERS + 1)
-        return f"cust-{n:07d}", self.ip_pool[n % _IP_POOL_SIZE]
+    def _shopper(self, rng: random.Random) -> Actor:
+        n = _rr(rng, 1, _N_CUSTOMERS + 1)
+        return (_cust(n), "customer", self.ip_pool[n % _IP_POOL_SIZE])
 
     def _shopper_reads(self, table: str) -> Maker:
         def make(rng: random.Random, ts: int) -> Event:
-            cid, ip = self._customer(rng)
-            rows = 1 if table == "customers" else rng.randrange(1, 3)
-            return _table(ts, cid, "customer", ip, "select", table, rows, "storefront", cid)
+            who = self._shopper(rng)
+            rows = 1 if table == "customers" else _rr(rng, 1, 3)
+            return _table(ts, who, "select", table, rows, "storefront", who[0])
 
         return make
 
     def _shopper_updates_profile(self, rng: random.Random, ts: int) -> Event:
-        cid, ip = self._customer(rng)
+        who = self._shopper(rng)
         table = "customers" if rng.random() < 0.6 else "customer_addresses"
-        return _table(ts, cid, "customer", ip, "update", table, 1, "storefront", cid)
+        return _table(ts, who, "update", table, 1, "storefront", who[0])
 
     def _shopper_login(self, rng: random.Random, ts: int) -> Event:
-        cid, ip = self._customer(rng)
-        outcome = "denied" if rng.random() < 0.04 else "success"
-        return _event(ts, cid, "customer", ip, "login", "api", "gateway", "/login", 0, 0, outcome, "storefront")
+        outcome = "denied" if rng.random() < 0.04 else "success"  # a mistyped password
+        return _login(ts, self._shopper(rng), "/login", "storefront", outcome)
 
     def _invoice_download(self, rng: random.Random, ts: int) -> Event:
-        cid, ip = self._customer(rng)
-        nbytes = rng.randrange(30_000, 120_000)
+        who = self._shopper(rng)
+        nbytes = _rr(rng, 30_000, 120_000)
         return _event(
-            ts, cid, "customer", ip, "download", "api", "gateway", "/invoices", 1, nbytes,
-            "success", "storefront", cid,
-        )  # fmt: skip
+            ts, who, "download", ("api", "gateway", "/invoices"), 1, nbytes, "storefront", who[0]
+        )
 
     # services --------------------------------------------------------------------------
 
@@ -315,41 +329,32 @@ class _Background:
         return "error" if r < 0.002 else "denied" if r < 0.0022 else "success"
 
     def _service_lookup(self, svc: str, table: str, max_rows: int) -> Maker:
-        ip = _SERVICE_IPS[svc]
+        """One customer's rows, for the request of that customer."""
+        me: Actor = (svc, "service", _SERVICE_IPS[svc])
 
         def make(rng: random.Random, ts: int) -> Event:
-            cid = f"cust-{rng.randrange(1, _N_CUSTOMERS + 1):07d}"
-            rows = 1 if max_rows == 1 else rng.randrange(1, max_rows + 1)
-            return _table(ts, svc, "service", ip, "select", table, rows, svc, cid, self._outcome(rng))
+            cid = _cust(_rr(rng, 1, _N_CUSTOMERS + 1))
+            rows = 1 if max_rows == 1 else _rr(rng, 1, max_rows + 1)
+            return _table(ts, me, "select", table, rows, svc, cid, self._outcome(rng))
 
         return make
 
     def _card_insert(self, rng: random.Random, ts: int) -> Event:
-        cid = f"cust-{rng.randrange(1, _N_CUSTOMERS + 1):07d}"
-        ip = _SERVICE_IPS["payment-service"]
-        return _table(ts, "payment-service", "service", ip, "insert", "payment_cards", 1, "payment-service", cid)
+        me: Actor = ("payment-service", "service", _SERVICE_IPS["payment-service"])
+        cid = _cust(_rr(rng, 1, _N_CUSTOMERS + 1))
+        return _table(ts, me, "insert", "payment_cards", 1, "payment-service", cid)
 
     def _recommendation_segment(self, rng: random.Random, ts: int) -> Event:
-        # A batch read of a customer segment for "people like you": many rows, no single customer.
-        ip = _SERVICE_IPS["recommendation"]
-        rows = rng.randrange(50, 200)
-        return _table(ts, "recommendation", "service", ip, "select", "customers", rows, "recommendation")
+        """A batch read of a customer segment ("people like you"): many rows, no one customer."""
+        me: Actor = ("recommendation", "service", _SERVICE_IPS["recommendation"])
+        return _table(ts, me, "select", "customers", _rr(rng, 50, 200), "recommendation")
 
-    def _service_read(self, svc: str, table: str, lo: int, hi: int) -> Maker:
-        ip = _SERVICE_IPS[svc]
-
-        def make(rng: random.Random, ts: int) -> Event:
-            rows = rng.randrange(lo, hi + 1)
-            return _table(ts, svc, "service", ip, "select", table, rows, svc, None, self._outcome(rng))
-
-        return make
-
-    def _service_write(self, svc: str, action: str, table: str, lo: int, hi: int) -> Maker:
-        ip = _SERVICE_IPS[svc]
+    def _service_table(self, svc: str, action: str, table: str, lo: int, hi: int) -> Maker:
+        me: Actor = (svc, "service", _SERVICE_IPS[svc])
 
         def make(rng: random.Random, ts: int) -> Event:
-            rows = lo if lo == hi else rng.randrange(lo, hi + 1)
-            return _table(ts, svc, "service", ip, action, table, rows, svc, None, self._outcome(rng))
+            rows = lo if lo == hi else _rr(rng, lo, hi + 1)
+            return _table(ts, me, action, table, rows, svc, None, self._outcome(rng))
 
         return make
 
@@ -358,12 +363,11 @@ class _Background:
     @staticmethod
     def _vendor_table(vendor: str, action: str, table: str, lo: int, hi: int) -> Maker:
         ips = VENDOR_IPS[vendor]
+        db = "ops" if table == "hvac_readings" else "shop"
 
         def make(rng: random.Random, ts: int) -> Event:
-            ip = ips[0] if len(ips) == 1 else rng.choice(ips)
-            rows = rng.randrange(lo, hi + 1)
-            db = "ops" if table == "hvac_readings" else "shop"
-            return _table(ts, vendor, "vendor", ip, action, table, rows, "vendor-portal", db=db)
+            who: Actor = (vendor, "vendor", ips[_rr(rng, 0, len(ips))])
+            return _table(ts, who, action, table, _rr(rng, lo, hi + 1), "vendor-portal", db=db)
 
         return make
 
@@ -372,11 +376,8 @@ class _Background:
         ips = VENDOR_IPS[vendor]
 
         def make(rng: random.Random, ts: int) -> Event:
-            ip = ips[0] if len(ips) == 1 else rng.choice(ips)
-            return _event(
-                ts, vendor, "vendor", ip, "login", "api", "gateway", "/vendor/login", 0, 0,
-                "success", "vendor-portal",
-            )  # fmt: skip
+            who: Actor = (vendor, "vendor", ips[_rr(rng, 0, len(ips))])
+            return _login(ts, who, "/vendor/login", "vendor-portal")
 
         return make
 
@@ -384,8 +385,8 @@ class _Background:
 
     def services(self, rng: random.Random, lo: int, hi: int, n: int) -> list[Event]:
         cum, makers, span = self.cum, self.makers, hi - lo
-        rand, rr, find = rng.random, rng.randrange, bisect.bisect_right
-        return [makers[find(cum, rand())](rng, lo + rr(span)) for _ in range(n)]
+        rand, find = rng.random, bisect.bisect_right
+        return [makers[find(cum, rand())](rng, lo + int(rand() * span)) for _ in range(n)]
 
     def support_desk(self, rng: random.Random, lo: int, hi: int, tickets: int) -> list[Event]:
         """Agents answering tickets: one customer per ticket, looked up a few times."""
@@ -393,76 +394,70 @@ class _Background:
         span = hi - lo - 3 * MINUTE_MS  # every lookup of a ticket stays inside the hour
         if span <= 0:
             return out
+        app = "support-console"
         for _ in range(tickets):
-            i = rng.randrange(len(self.agents))
-            agent, ip = self.agents[i], f"{_OFFICE_NET}.1.{10 + i % 240}"
-            cid = f"cust-{rng.randrange(1, _N_CUSTOMERS + 1):07d}"
-            t = lo + rng.randrange(span)
-            out.append(_table(t, agent, "employee", ip, "select", "customers", 1, "support-console", cid))
-            t += rng.randrange(2_000, 30_000)
-            out.append(
-                _table(t, agent, "employee", ip, "select", "customer_addresses", rng.randrange(1, 3), "support-console", cid)
-            )
-            t += rng.randrange(2_000, 40_000)
-            out.append(_table(t, agent, "employee", ip, "select", "orders", rng.randrange(1, 9), "support-console", cid))
+            agent = self.agents[_rr(rng, 0, len(self.agents))]
+            cid = _cust(_rr(rng, 1, _N_CUSTOMERS + 1))
+            t = lo + _rr(rng, 0, span)
+            out.append(_table(t, agent, "select", "customers", 1, app, cid))
+            t += _rr(rng, 2_000, 30_000)
+            out.append(_table(t, agent, "select", "customer_addresses", _rr(rng, 1, 3), app, cid))
+            t += _rr(rng, 2_000, 40_000)
+            out.append(_table(t, agent, "select", "orders", _rr(rng, 1, 9), app, cid))
             if rng.random() < 0.3:
-                t += rng.randrange(10_000, 90_000)
-                out.append(_table(t, agent, "employee", ip, "update", "orders", 1, "support-console", cid))
+                t += _rr(rng, 10_000, 90_000)
+                out.append(_table(t, agent, "update", "orders", 1, app, cid))
         return out
 
     def analysts_at_work(self, rng: random.Random, lo: int, hi: int, n: int) -> list[Event]:
         out: list[Event] = []
         span = hi - lo
         for _ in range(n):
-            i = rng.randrange(len(self.analysts))
-            who, ip = self.analysts[i], f"{_OFFICE_NET}.2.{10 + i % 240}"
-            t = lo + rng.randrange(span)
+            who = self.analysts[_rr(rng, 0, len(self.analysts))]
+            t = lo + _rr(rng, 0, span)
             r = rng.random()
             if r < 0.40:
-                out.append(_table(t, who, "employee", ip, "select", "orders", rng.randrange(1_000, 80_000), "metabase"))
+                out.append(_table(t, who, "select", "orders", _rr(rng, 1_000, 80_000), "metabase"))
             elif r < 0.65:
                 out.append(
-                    _table(t, who, "employee", ip, "select", "order_items", rng.randrange(1_000, 60_000), "metabase")
+                    _table(t, who, "select", "order_items", _rr(rng, 1_000, 60_000), "metabase")
                 )
             elif r < 0.72:
-                # A small customer sample for a cohort chart: well below every customer threshold.
-                out.append(_table(t, who, "employee", ip, "select", "customers", rng.randrange(50, 500), "metabase"))
-            elif r < 0.90:
-                rows = rng.randrange(10, 5_000)
-                out.append(
-                    _event(t, who, "employee", ip, "select", "report", "warehouse", rng.choice(_REPORTS), rows, rows * 120, "success", "metabase")
-                )
+                # A small customer sample for a cohort chart: far below every customer threshold.
+                out.append(_table(t, who, "select", "customers", _rr(rng, 50, 500), "metabase"))
             else:
-                nbytes = rng.randrange(1_000_000, 40_000_000)
-                out.append(
-                    _event(t, who, "employee", ip, "export", "report", "warehouse", rng.choice(_REPORTS), nbytes // 150, nbytes, "success", "metabase")
-                )
+                report = ("report", "warehouse", _REPORTS[_rr(rng, 0, len(_REPORTS))])
+                if r < 0.90:
+                    rows = _rr(rng, 10, 5_000)
+                    out.append(_event(t, who, "select", report, rows, rows * 120, "metabase"))
+                else:
+                    nbytes = _rr(rng, 1_000_000, 40_000_000)
+                    out.append(_event(t, who, "export", report, nbytes // 150, nbytes, "metabase"))
         return out
 
     def admins_on_call(self, rng: random.Random, lo: int, hi: int, n: int) -> list[Event]:
+        """Admins keep the catalog and stock right, at any hour; they stay out of customer data."""
         out: list[Event] = []
         span = hi - lo
+        app = "admin-console"
         for _ in range(n):
-            i = rng.randrange(len(self.admins))
-            who, ip = self.admins[i], f"{_OFFICE_NET}.3.{10 + i % 240}"
-            t = lo + rng.randrange(span)
+            who = self.admins[_rr(rng, 0, len(self.admins))]
+            t = lo + _rr(rng, 0, span)
             r = rng.random()
             if r < 0.25:
-                out.append(
-                    _event(t, who, "employee", ip, "login", "api", "gateway", "/admin/login", 0, 0, "success", "admin-console")
-                )
+                out.append(_login(t, who, "/admin/login", app))
             elif r < 0.55:
-                out.append(_table(t, who, "employee", ip, "update", "products", rng.randrange(1, 30), "admin-console"))
+                out.append(_table(t, who, "update", "products", _rr(rng, 1, 30), app))
             elif r < 0.80:
-                out.append(_table(t, who, "employee", ip, "select", "inventory", rng.randrange(1, 500), "admin-console"))
+                out.append(_table(t, who, "select", "inventory", _rr(rng, 1, 500), app))
             else:
-                out.append(_table(t, who, "employee", ip, "update", "inventory", rng.randrange(1, 50), "admin-console"))
+                out.append(_table(t, who, "update", "inventory", _rr(rng, 1, 50), app))
         return out
 
     def nightly_etl(self, lo: int) -> list[Event]:
         """analytics-etl copies the shop into the warehouse: big reads, then an export."""
         out: list[Event] = []
-        svc, ip = "analytics-etl", _SERVICE_IPS["analytics-etl"]
+        me: Actor = ("analytics-etl", "service", _SERVICE_IPS["analytics-etl"])
         customers = round(_N_CUSTOMERS * max(self.rate, 1.0))
         chunk = customers // 8  # a fixed number of chunks: the job fits in its hour
         plan = [
@@ -474,24 +469,33 @@ class _Background:
         t = lo + 5 * MINUTE_MS
         total_bytes = 0
         for table, total in plan:
-            for start in range(0, total, chunk):
-                rows = min(chunk, total - start)
-                ev = _table(t, svc, "service", ip, "select", table, rows, "airflow")
+            for first in range(0, total, chunk):
+                ev = _table(t, me, "select", table, min(chunk, total - first), "airflow")
                 total_bytes += ev["bytes"]
                 out.append(ev)
                 t += 7_000
-        for part in range(3):
-            out.append(
-                _event(
-                    t, svc, "service", ip, "export", "bucket", "s3", "warehouse-staging",
-                    0, total_bytes // 3, "success", "airflow",
-                )  # fmt: skip
-            )
+        for _ in range(3):
+            staging = ("bucket", "s3", "warehouse-staging")
+            out.append(_event(t, me, "export", staging, 0, total_bytes // 3, "airflow"))
             t += 20_000
         return out
 
 
-_REPORTS = ("weekly-sales", "daily-orders", "returns-by-sku", "conversion-funnel", "inventory-aging")
+_REPORTS = (
+    "weekly-sales",
+    "daily-orders",
+    "returns-by-sku",
+    "conversion-funnel",
+    "inventory-aging",
+)
+
+
+def _staff(pattern: str, headcount: float, team: int) -> list[Actor]:
+    n = max(1, round(headcount))
+    return [
+        (pattern.format(i), "employee", f"{_OFFICE_NET}.{team}.{10 + (i - 1) % 240}")
+        for i in range(1, n + 1)
+    ]
 
 
 # -- incidents -------------------------------------------------------------------------
@@ -503,7 +507,7 @@ class Incident:
 
     name: str
     actor: str
-    start: str  # RFC 3339 UTC
+    start: str  # RFC 3339 UTC, the time of its first event
     description: str
     end: str = ""  # RFC 3339 UTC, the time of its last event
     rules: tuple[str, ...] = ()  # bundled rules that should fire on it
@@ -521,65 +525,69 @@ class _Plan:
 
 
 def _vendor_breach(rng: random.Random, t0: int) -> list[Event]:
-    who, ip, app = "hvac-vendor", ATTACKER_IP, "psql"
-    out = [
-        _event(t0, who, "vendor", ip, "login", "api", "gateway", "/vendor/login", 0, 0, "success", "vendor-portal")
-    ]
-    for i in range(12):
-        out.append(_table(t0 + 3 * MINUTE_MS + i * 5 * MINUTE_MS, who, "vendor", ip, "select", "customers", 40_000, app))
-    for i in range(6):
-        t = t0 + 5 * MINUTE_MS + 30_000 + i * 10 * MINUTE_MS
-        out.append(_table(t, who, "vendor", ip, "select", "customer_addresses", 40_000, app))
-    for i in range(10):
-        t = t0 + 30 * MINUTE_MS + i * 3 * MINUTE_MS + 15_000
-        out.append(_table(t, who, "vendor", ip, "select", "payment_cards", 4_000, app))
-    for i, (table, nbytes) in enumerate(
-        (("customers", 1_200_000_000), ("customer_addresses", 600_000_000), ("payment_cards", 350_000_000))
-    ):
-        t = t0 + 66 * MINUTE_MS + i * 2 * MINUTE_MS
-        rows = {"customers": 480_000, "customer_addresses": 240_000, "payment_cards": 40_000}[table]
-        out.append(_event(t, who, "vendor", ip, "export", "table", "shop", table, rows, nbytes, "success", app))
+    who: Actor = ("hvac-vendor", "vendor", ATTACKER_IP)
+    app = "psql"
+    out = [_login(t0, who, "/vendor/login", "vendor-portal")]
+    for i in range(12):  # 40,000 customers every 5 minutes
+        out.append(_table(t0 + (3 + 5 * i) * MINUTE_MS, who, "select", "customers", 40_000, app))
+    for i in range(6):  # 40,000 addresses every 10 minutes
+        t = t0 + (5 + 10 * i) * MINUTE_MS + 30_000
+        out.append(_table(t, who, "select", "customer_addresses", 40_000, app))
+    for i in range(10):  # then the cards, 4,000 every 3 minutes
+        t = t0 + (30 + 3 * i) * MINUTE_MS + 15_000
+        out.append(_table(t, who, "select", "payment_cards", 4_000, app))
+    dumps = (
+        ("customers", 480_000, 1_200_000_000),
+        ("customer_addresses", 240_000, 600_000_000),
+        ("payment_cards", 40_000, 350_000_000),
+    )
+    for i, (table, rows, nbytes) in enumerate(dumps):
+        t = t0 + (66 + 2 * i) * MINUTE_MS
+        out.append(_event(t, who, "export", ("table", "shop", table), rows, nbytes, app))
     return out
 
 
 def _off_hours_enumeration(rng: random.Random, t0: int) -> list[Event]:
-    who, ip = "agent-007", "10.8.0.77"  # over the VPN, at night
+    who: Actor = ("agent-007", "employee", "10.8.0.77")  # over the VPN, at night
     ids = rng.sample(range(1, _N_CUSTOMERS + 1), 600)
+    app = "support-console"
     return [
-        _table(t0 + i * 4_000 + rng.randrange(1_000), who, "employee", ip, "select", "customers", 1, "support-console", f"cust-{n:07d}")
+        _table(t0 + i * 4_000 + _rr(rng, 0, 1_000), who, "select", "customers", 1, app, _cust(n))
         for i, n in enumerate(ids)
     ]
 
 
 def _denied_probe(rng: random.Random, t0: int) -> list[Event]:
-    who, ip = "inventory-sync", "10.0.9.203"  # the service's key, used from another host
+    who: Actor = ("inventory-sync", "service", "10.0.9.203")  # its key, used from another host
     tables = (
         "customers", "customer_addresses", "orders", "employees", "admin_users", "api_keys",
         "gift_cards", "refunds", "coupons", "sessions", "password_resets", "audit_log",
     )  # fmt: skip
+    app = "inventory-sync"
     return [
-        _table(t0 + i * 4_000, who, "service", ip, "select", tables[i % len(tables)], 0, "inventory-sync", outcome="denied")
+        _table(t0 + i * 4_000, who, "select", tables[i % 12], 0, app, outcome="denied")
         for i in range(60)
     ]
 
 
 def _slow_drip(rng: random.Random, t0: int) -> list[Event]:
-    who, ip = "analyst-04", f"{_OFFICE_NET}.2.13"
+    who: Actor = ("analyst-04", "employee", f"{_OFFICE_NET}.2.13")
     # 300 rows a minute: at most 3,300 in any 10 minutes (under the 5,000 bulk threshold),
     # 90,000 over the five hours (over the 50,000 of sustained-customer-read).
     return [
-        _table(t0 + i * MINUTE_MS + 250, who, "employee", ip, "select", "customers", 300, "jupyter")
+        _table(t0 + i * MINUTE_MS + 250, who, "select", "customers", 300, "jupyter")
         for i in range(300)
     ]
 
 
 def _insider_export(rng: random.Random, t0: int) -> list[Event]:
-    who, ip = "admin-02", f"{_OFFICE_NET}.3.11"
-    out = [_event(t0, who, "employee", ip, "export", "table", "shop", "customers", 2_400_000, 1_400_000_000, "success", "admin-console")]
+    who: Actor = ("admin-02", "employee", f"{_OFFICE_NET}.3.11")
+    table = ("table", "shop", "customers")
+    out = [_event(t0, who, "export", table, 2_400_000, 1_400_000_000, "admin-console")]
     for i in range(4):
         t = t0 + (8 + i * 7) * MINUTE_MS
-        name = f"db-backups/shop-2026-11-26.part{i + 1}.sql.gz"
-        out.append(_event(t, who, "employee", ip, "download", "bucket", "s3", name, 0, 650_000_000, "success", "aws-cli"))
+        backup = ("bucket", "s3", f"db-backups/shop-2026-11-26.part{i + 1}.sql.gz")
+        out.append(_event(t, who, "download", backup, 0, 650_000_000, "aws-cli"))
     return out
 
 
@@ -638,22 +646,46 @@ def _placed(start_ms: int, hours: float) -> list[tuple[_Plan, int]]:
     return out
 
 
-def _incident_events(seed: int, start_ms: int, hours: float) -> list[tuple[Incident, list[Event]]]:
+def _incident_events(start_ms: int, hours: float) -> list[tuple[Incident, list[Event]]]:
     out = []
     for plan, t0 in _placed(start_ms, hours):
-        rng = random.Random(f"exfil-monitor/incident/{plan.name}/{seed}")
+        # Seeded by the incident alone, so that incidents_for() is exact for every seed.
+        rng = random.Random(f"exfil-monitor/incident/{plan.name}")
         events = plan.build(rng, t0)
-        last = max(e["ts"] for e in events)
-        local = _local(t0)
-        when = "inside" if _is_business_hour(t0) else "outside"
+        first, last = min(e["ts"] for e in events), max(e["ts"] for e in events)
+        local = _local(first)
+        where = "inside" if _is_business_hour(first) else "outside"
         description = (
-            f"{plan.what}. Starts {local:%a %H:%M} America/Chicago ({when} business hours); "
+            f"{plan.what}. Starts {local:%a %H:%M} America/Chicago ({where} business hours); "
             f"{len(events)} events."
         )
-        out.append(
-            (Incident(plan.name, plan.actor, format_ts(t0), description, format_ts(last), plan.rules), events)
+        inc = Incident(
+            plan.name,
+            plan.actor,
+            format_ts(first),
+            description,
+            format_ts(last),
+            _rules(plan, events),
         )
+        out.append((inc, events))
     return out
+
+
+_OFF_HOURS_RULE = "off-hours-customer-access"
+
+
+def _rules(plan: _Plan, events: list[Event]) -> tuple[str, ...]:
+    """The plan's rules, with off-hours-customer-access only when the clock says so."""
+    off_hours_rows = sum(
+        e["rows"]
+        for e in events
+        if e["actor"]["type"] == "employee"
+        and e["resource"]["name"] in CUSTOMER_TABLES
+        and e["action"] in ("select", "export", "download")
+        and not _is_business_hour(e["ts"])
+    )
+    rules = [r for r in plan.rules if r != _OFF_HOURS_RULE]
+    return (*rules, _OFF_HOURS_RULE) if off_hours_rows >= 10 else tuple(rules)
 
 
 def incidents_for(start_ms: int, hours: float) -> list[Incident]:
@@ -662,7 +694,7 @@ def incidents_for(start_ms: int, hours: float) -> list[Incident]:
     In a span of 24 hours or more they sit at fixed offsets in its first day; in a shorter
     span the offsets shrink in proportion and an incident that no longer fits is left out.
     """
-    return [inc for inc, _ in _incident_events(0, start_ms, hours)]
+    return [inc for inc, _ in _incident_events(start_ms, hours)]
 
 
 # -- the generator ---------------------------------------------------------------------
@@ -722,7 +754,7 @@ def generate(
     by_slice: dict[int, list[Event]] = {}
     starts = [lo for lo, _, _ in slices]
     if incidents:
-        for _inc, evs in _incident_events(seed, start_ms, hours):
+        for _inc, evs in _incident_events(start_ms, hours):
             for ev in evs:
                 i = max(0, bisect.bisect_right(starts, ev["ts"]) - 1)
                 by_slice.setdefault(i, []).append(ev)
