@@ -26,10 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from monitor.decode import Decoder  # noqa: E402
-from monitor.engine import Engine  # noqa: E402
+from monitor.engine import Alert, Engine  # noqa: E402
+from monitor.replay import run_replay  # noqa: E402
 from monitor.rules.loader import load_rules  # noqa: E402
 from monitor.runtime import tune_gc  # noqa: E402
 from monitor.simulate import generate, write_jsonl  # noqa: E402
+from monitor.telemetry import Metrics, RateLimiter, Telemetry, configure_logging  # noqa: E402
 from monitor.sources.files import FileSource  # noqa: E402
 
 
@@ -60,16 +62,14 @@ def baseline(path: Path) -> tuple[int, float]:
 
 
 def replay(path: Path, rules: Path) -> tuple[int, float, int, Engine]:
+    """The replay command's own loop (run_replay), alerts counted instead of printed."""
     engine = Engine(load_rules(rules))
-    decoder = Decoder()
+    telemetry = Telemetry(Metrics(), configure_logging("console", "error"), limiter=RateLimiter(1, lambda: 0.0))
+    alerts: list[Alert] = []
     tune_gc()  # as `exfil-monitor replay` does
-    n = alerts = 0
     t0 = time.process_time()
-    for batch in FileSource([str(path)]).batches():
-        good, _bad = decoder.decode(batch.lines)
-        alerts += len(engine.process(good))
-        n += len(batch.lines)
-    return n, time.process_time() - t0, alerts, engine
+    stats = run_replay(FileSource([str(path)]), Decoder(), engine, alerts.append, telemetry)
+    return stats.events, time.process_time() - t0, len(alerts), engine
 
 
 def windowed_share(path: Path, rules: Path, limit: int = 200_000) -> float:

@@ -53,6 +53,7 @@ class Decoder:
         self.rejected_held = []
         loads = orjson.loads
         get_time = self._time
+        top_field = None if "." in self.time_field else self.time_field
         skew = self.max_future_skew_ms
         newest = self.newest
         limit = (reference_ms if reference_ms is not None else newest)
@@ -70,7 +71,7 @@ class Decoder:
             if e.__class__ is not dict:
                 bad.append((i, "not_an_object"))
                 continue
-            t = get_time(e)
+            t = e.get(top_field) if top_field is not None else get_time(e)
             if t is None:
                 bad.append((i, "missing_time"))
                 continue
@@ -92,6 +93,7 @@ class Decoder:
                 self._held = None
                 if newest is not None and held[1] > newest:
                     newest = held[1]
+                    limit = newest + skew  # else a later event is judged by the old limit
             elif self._held is not None:
                 self._reject_held(bad, held_index)
             if newest is None or ts > newest:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from monitor.engine.windows import RuleState
-from monitor.rules.compile import Counter, compile_condition, getter
+from monitor.rules.compile import Counter, compile_condition, getter, hashable
 from monitor.rules.loader import CompiledRule
 from monitor.rules.model import Condition
 
@@ -82,10 +82,26 @@ def _miss(counter: Counter) -> Callable[[], bool]:
     return miss
 
 
+def _direct(rule: CompiledRule) -> bool:
+    """Whether the loop can hand the rule its group key and aggregate value directly."""
+    spec = rule.spec
+    shallow = lambda p: p.count(".") <= 1  # noqa: E731
+    return len(spec.group_by) <= 1 and all(shallow(p) for p in spec.group_by) and (
+        spec.aggregate_field is None or shallow(spec.aggregate_field)
+    )
+
+
+def _direct_paths(rule: CompiledRule) -> list[str]:
+    if not _direct(rule):
+        return []
+    return [*rule.spec.group_by, *([rule.spec.aggregate_field] if rule.spec.aggregate_field else [])]
+
+
 def _rule_block(
     src: _Source, depth: int, i: int, rule: CompiledRule, conds: list[Condition],
-    fields: dict[str, str], apply: Callable[..., Any],
+    fields: dict[str, str], state: RuleState,
 ) -> None:  # fmt: skip
+    apply, apply_with = state.apply, state.apply_with
     mismatch = src.const(_miss(rule.mismatch), "M")
     terms = []
     for c in conds:
@@ -98,7 +114,17 @@ def _rule_block(
         terms.append(f"({src.const(schedule.contains, 'S')}(ts) is {kind == 'inside'})")
     cond = " and ".join(terms) or "True"
     src.emit(depth, f"if {cond}:")
-    src.emit(depth + 1, f"x = {src.const(apply, 'A')}(e, ts, now)")
+    spec = rule.spec
+    if _direct(rule):
+        if spec.group_by:
+            g = fields[spec.group_by[0]]
+            key = f"({g} if {g}.__class__ is str else {src.const(hashable, 'H')}({g}))"
+        else:
+            key = "None"
+        value = fields[spec.aggregate_field] if spec.aggregate_field else "1"
+        src.emit(depth + 1, f"x = {src.const(apply_with, 'A')}(e, ts, now, {key}, {value})")
+    else:
+        src.emit(depth + 1, f"x = {src.const(apply, 'A')}(e, ts, now)")
     src.emit(depth + 1, "if x is not None:")
     src.emit(depth + 2, f"fires.append(({i}, x, e))")
 
@@ -108,13 +134,13 @@ def _branch(
     states: list[RuleState],
 ) -> None:  # fmt: skip
     fields: dict[str, str] = {}
-    for _, _, conds in members:
-        for c in conds:
-            if _inline(c) and c.path not in fields:
-                fields[c.path] = f"f{len(fields)}"
-                _read(src, depth, fields[c.path], c.path)
     for i, rule, conds in members:
-        _rule_block(src, depth, i, rule, conds, fields, states[i].apply)
+        for path in [c.path for c in conds if _inline(c)] + _direct_paths(rule):
+            if path not in fields:
+                fields[path] = f"f{len(fields)}"
+                _read(src, depth, fields[path], path)
+    for i, rule, conds in members:
+        _rule_block(src, depth, i, rule, conds, fields, states[i])
 
 
 def build(rules: list[CompiledRule], states: list[RuleState]) -> Dispatch:

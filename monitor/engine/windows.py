@@ -147,20 +147,20 @@ class RuleState:
     # -- the event path --------------------------------------------------------------
 
     def apply(self, e: Event, ts: int, clock: int) -> Fire | None:
+        """Apply one matching event (the caller has tested the rule's conditions)."""
+        return self.apply_with(e, ts, clock, self.key(e), 1 if self.field is None else self.field(e))
+
+    def apply_with(self, e: Event, ts: int, clock: int, key: Hashable, contrib: Any) -> Fire | None:
+        """``apply`` with the group key and the aggregate field's raw value (1 for count)
+        already read, which the generated dispatch loop does with fields it has at hand."""
         self.matches += 1
-        field = self.field
-        if field is None:
-            contrib: Any = 1
-        else:
-            contrib = field(e)
-            cls = contrib.__class__
-            if not (cls is int or cls is float):
-                contrib = self._odd_contribution(contrib)
-                if contrib is None:
-                    return None
+        cls = contrib.__class__
+        if not (cls is int or cls is float):
+            contrib = self._odd_contribution(contrib)
+            if contrib is None:
+                return None
         if self.window is None:
-            return self._apply_single(e, ts, clock, 1 if self.kind == "distinct" else contrib)
-        key = self.key(e)
+            return self._apply_single(e, ts, clock, key, 1 if self.kind == "distinct" else contrib)
         g = self.groups.get(key)
         if g is None or clock - g.newest > self.horizon:
             g = self._group(key, ts)
@@ -205,10 +205,9 @@ class RuleState:
         self._record_fire(g, ts)
         return (b, total, ts, g.count, self._samples(g, b), key)
 
-    def _apply_single(self, e: Event, ts: int, clock: int, value: Any) -> Fire | None:
+    def _apply_single(self, e: Event, ts: int, clock: int, key: Hashable, value: Any) -> Fire | None:
         if not self.threshold(value):
             return None
-        key = self.key(e)
         if self.suppress:
             g = self.groups.get(key)
             if g is None or clock - g.newest > self.horizon:

@@ -247,7 +247,8 @@ def threshold_check(op: str, n: float) -> Callable[[float], bool]:
     return lambda v: v == n
 
 
-def _hashable(v: Any) -> Hashable:
+def hashable(v: Any) -> Hashable:
+    """A group key part: the value itself, or its canonical JSON text for objects and lists."""
     if v is None or v.__class__ in (str, int, float, bool):
         return v
     return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
@@ -263,10 +264,10 @@ def group_key(paths: tuple[str, ...]) -> Callable[[Event], Hashable]:
 
         def key1(e: Event) -> Hashable:
             v = g(e)
-            return v if v.__class__ is str else _hashable(v)
+            return v if v.__class__ is str else hashable(v)
 
         return key1
-    return lambda e: tuple(_hashable(g(e)) for g in gets)
+    return lambda e: tuple(hashable(g(e)) for g in gets)
 
 
 def index_choice(spec: RuleSpec, preferred: list[str]) -> Condition | None:

@@ -45,7 +45,7 @@ def _open(name: str) -> BinaryIO:
 class FileSource:
     """Yields :class:`Batch` objects of up to ``batch_size`` lines from each file in turn."""
 
-    def __init__(self, names: list[str], batch_size: int = 4096) -> None:
+    def __init__(self, names: list[str], batch_size: int = 1024) -> None:
         self.names = names
         self.batch_size = batch_size
 
