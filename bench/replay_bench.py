@@ -31,8 +31,8 @@ from monitor.replay import run_replay  # noqa: E402
 from monitor.rules.loader import load_rules  # noqa: E402
 from monitor.runtime import tune_gc  # noqa: E402
 from monitor.simulate import generate, write_jsonl  # noqa: E402
-from monitor.telemetry import Metrics, RateLimiter, Telemetry, configure_logging  # noqa: E402
 from monitor.sources.files import FileSource  # noqa: E402
+from monitor.telemetry import Metrics, RateLimiter, Telemetry, configure_logging  # noqa: E402
 
 
 def dataset(events: int, seed: int) -> Path:

@@ -134,7 +134,7 @@ def _branch(
     states: list[RuleState],
 ) -> None:  # fmt: skip
     fields: dict[str, str] = {}
-    for i, rule, conds in members:
+    for _, rule, conds in members:
         for path in [c.path for c in conds if _inline(c)] + _direct_paths(rule):
             if path not in fields:
                 fields[path] = f"f{len(fields)}"
