@@ -9,6 +9,7 @@ into Prometheus once per batch by :meth:`Telemetry.batch_done`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -78,6 +79,10 @@ class Metrics:
             f"{p}source_errors", "Errors talking to the event source, by kind.", ["kind"], registry=r
         )
         self.source_connected = Gauge(f"{p}source_connected", "1 while the source is connected.", registry=r)
+        self.partitions_assigned = Gauge(
+            f"{p}partitions_assigned", "Partitions this instance was given by its consumer group.", registry=r
+        )
+        self.commits = Counter(f"{p}commits", "Offset commits, by outcome.", ["outcome"], registry=r)
         self.build_info = Gauge(f"{p}build_info", "Build information.", ["version"], registry=r)
         self.build_info.labels(version=__version__).set(1)
 
@@ -100,6 +105,28 @@ def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | N
         cache_logger_on_first_use=False,
     )
     return structlog.get_logger("exfil-monitor")
+
+
+class LibraryLogHandler(logging.Handler):
+    """Routes the standard-library logging of libraries into the structured log."""
+
+    def __init__(self, telemetry: Telemetry, level: int = logging.WARNING) -> None:
+        super().__init__(level)
+        self.telemetry = telemetry
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.telemetry.library_log(record.name, record.levelno, record.getMessage())
+        except Exception:  # logging must never take the daemon down
+            self.handleError(record)
+
+
+def route_library_logs(telemetry: Telemetry, level: str = "warning") -> LibraryLogHandler:
+    """Install a :class:`LibraryLogHandler` on the root logger; returns it for removal."""
+    handler = LibraryLogHandler(telemetry, max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    return handler
 
 
 class RateLimiter:
@@ -177,6 +204,45 @@ class Telemetry:
     def source_connected(self, connected: bool) -> None:
         self.metrics.source_connected.set(1 if connected else 0)
         self.log.info("source_connected" if connected else "source_disconnected")
+
+    def consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
+
+    def partitions_assigned(self, partitions: list[tuple[str, int]]) -> None:
+        self.metrics.partitions_assigned.set(len(partitions))
+        self.log.info("partitions_assigned", count=len(partitions),
+                      partitions=[f"{t}/{p}" for t, p in sorted(partitions)][:100])  # fmt: skip
+
+    def partitions_revoked(self, partitions: list[tuple[str, int]]) -> None:
+        """Drop the lag series of partitions we no longer read, so they do not freeze."""
+        self.metrics.partitions_assigned.set(0)
+        for topic, partition in partitions:
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(topic, str(partition))
+        self.log.info("partitions_revoked", count=len(partitions))
+
+    def committed(self, partitions: int) -> None:
+        self.metrics.commits.labels(outcome="success").inc()
+        self.log.debug("committed", partitions=partitions)
+
+    def commit_failed(self, error: str) -> None:
+        self.metrics.commits.labels(outcome="error").inc()
+        ok, suppressed = self.limiter.allow("commit")
+        if ok:
+            self.log.warning("commit_failed", error=error, suppressed=suppressed)
+
+    def lifecycle(self, event: str, **fields: Any) -> None:
+        """Start, stop and signal lines: rare, so never rate-limited."""
+        self.log.info(event, **fields)
+
+    def library_log(self, logger: str, level: int, message: str) -> None:
+        """A log record of a library (aiokafka, aiohttp), rate-limited per logger and level:
+        a broker outage makes aiokafka repeat the same error several times a second."""
+        ok, suppressed = self.limiter.allow(f"lib:{logger}:{level}")
+        if ok:
+            name = logging.getLevelName(level).lower()
+            method = getattr(self.log, name if name in ("debug", "info", "warning", "error") else "error")
+            method("library", logger=logger, message=message[:500], suppressed=suppressed)
 
     def batch_done(self, engine: Any, seconds: float, newest_event_ms: int | None, now_ms: int | None) -> None:
         """Move the engine's plain counters into Prometheus: once per batch, not per event."""

@@ -85,10 +85,8 @@ def _miss(counter: Counter) -> Callable[[], bool]:
 def _direct(rule: CompiledRule) -> bool:
     """Whether the loop can hand the rule its group key and aggregate value directly."""
     spec = rule.spec
-    shallow = lambda p: p.count(".") <= 1  # noqa: E731
-    return len(spec.group_by) <= 1 and all(shallow(p) for p in spec.group_by) and (
-        spec.aggregate_field is None or shallow(spec.aggregate_field)
-    )
+    paths = [*spec.group_by, *([spec.aggregate_field] if spec.aggregate_field else [])]
+    return len(spec.group_by) <= 1 and all(p.count(".") <= 1 for p in paths)
 
 
 def _direct_paths(rule: CompiledRule) -> list[str]:

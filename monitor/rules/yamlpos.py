@@ -30,9 +30,19 @@ _INF = re.compile(r"([-+]?)\.(?:inf|Inf|INF)\Z")
 _NAN = re.compile(r"\.(?:nan|NaN|NAN)\Z")
 
 try:  # the C composer is faster, but only positions and raw text matter here
-    _Loader: type = yaml.CSafeLoader
+    _Base: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+_PLAIN = "!plain"  # the tag of untagged plain scalars, so an explicit !!str stays visible
+_STR = "tag:yaml.org,2002:str"
+
+
+class _Loader(_Base):  # type: ignore[misc]
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return _PLAIN  # resolved by resolve_plain (YAML 1.2 core), not PyYAML's 1.1 guess
+        return super().resolve(kind, value, implicit)
 
 
 class YamlProblem(Exception):
@@ -110,7 +120,11 @@ def load(text: str) -> Doc:
 def _convert(node: yaml.Node, path: Path, doc: Doc) -> Any:
     doc.values[path] = _pos(node)
     if isinstance(node, yaml.ScalarNode):
-        return resolve_plain(node.value) if not node.style else node.value
+        if node.tag == _PLAIN and not node.style:
+            return resolve_plain(node.value)
+        if node.tag == _STR or node.style:  # quoted, or tagged !!str by its author
+            return node.value
+        return resolve_plain(node.value)
     if isinstance(node, yaml.SequenceNode):
         return [_convert(child, (*path, i), doc) for i, child in enumerate(node.value)]
     if isinstance(node, yaml.MappingNode):
