@@ -8,6 +8,7 @@ rejected (``None``) rather than guessed, because a misread time would move windo
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -44,7 +45,7 @@ def _minute_ms(prefix: str) -> int | None:
     if m is None:
         return None
     y, mo, d, hh, mi = (int(g) for g in m.groups())
-    if not (1 <= mo <= 12 and 1 <= d <= _DAYS_IN_MONTH[mo - 1] and hh < 24 and mi < 60):
+    if not (y >= 1 and 1 <= mo <= 12 and 1 <= d <= _DAYS_IN_MONTH[mo - 1] and hh < 24 and mi < 60):
         return None
     if mo == 2 and d == 29 and not (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)):
         return None
@@ -111,7 +112,10 @@ def parse_ts(value: Any) -> int | None:
     elif cls is int or cls is float:
         if value != value or value in (float("inf"), float("-inf")):
             return None
-        ms = int(value) if abs(value) > _EPOCH_MS_THRESHOLD else round(value * 1000)
+        # Whole milliseconds, truncated like an RFC 3339 fraction; the rounding to
+        # microseconds first undoes float error (0.123 s is 122.99999... ms).
+        scaled = value if abs(value) > _EPOCH_MS_THRESHOLD else value * 1000
+        ms = math.floor(round(scaled, 3))
     else:
         return None
     if ms is None or not (_MIN_MS <= ms <= _MAX_MS):

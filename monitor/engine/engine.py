@@ -29,6 +29,19 @@ class EngineOptions:
     distinct_exact_limit: int = 4096
 
 
+def _in_rule_order(fires: list[tuple[int, Fire, Event]]) -> list[tuple[int, Fire, Event]]:
+    """One event's alerts in rule order, whatever order the generated loop found them in."""
+    out: list[tuple[int, Fire, Event]] = []
+    run: list[tuple[int, Fire, Event]] = []
+    for f in fires:
+        if run and run[-1][2] is not f[2]:
+            out.extend(sorted(run, key=lambda x: x[0]))
+            run = []
+        run.append(f)
+    out.extend(sorted(run, key=lambda x: x[0]))
+    return out
+
+
 class Engine:
     def __init__(
         self, ruleset: RuleSet, options: EngineOptions | None = None, *, generated: bool = True
@@ -63,6 +76,8 @@ class Engine:
             self.newest = newest
         self._maybe_sweep(self.newest if clock is None else clock)
         states = self.states
+        if len(fires) > 1:
+            fires = _in_rule_order(fires)
         return [self._alert(states[i], fire, e) for i, fire, e in fires]
 
     def _maybe_sweep(self, now: int | None) -> None:

@@ -20,8 +20,10 @@ _ALPHA = 0.7213 / (1 + 1.079 / M)
 
 
 def hash64(value: Any) -> int:
-    """A hash that is the same in every process, unlike ``hash()`` on text."""
-    data = value.encode() if value.__class__ is str else orjson.dumps(value)
+    """A hash that is the same in every process, unlike ``hash()`` on text.
+
+    Text and other JSON values get different prefixes, so "1" and 1 stay two values."""
+    data = b"s" + value.encode() if value.__class__ is str else b"j" + orjson.dumps(value)
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 

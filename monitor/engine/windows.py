@@ -15,12 +15,13 @@ Semantics (the README's "Semantics" section is the contract; this is how it is k
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from monitor.engine.hll import HLL
-from monitor.rules.compile import Counter, getter, group_key
+from monitor.rules.compile import Counter, getter, group_key, hashable, unkey
 from monitor.rules.model import RuleSpec
 
 Event = dict[str, Any]
@@ -79,7 +80,13 @@ class RuleState:
         self.late = 0
         self.evictions = 0
         self.approximations = 0
+        self.forgotten = 0
         self.mismatch = Counter()
+        self._cap_scan = -(2**62)
+        # Fires a later evaluation could still be within `suppress` of: windowed rules see
+        # nothing older than the lateness; rules without a window see any event, and are
+        # judged exactly for events up to the horizon older than the group's newest.
+        self._fire_memory = spec.suppress_ms + (allowed_lateness_ms if spec.window_ms else self.horizon)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -90,22 +97,26 @@ class RuleState:
         without one is left out (and counted as a type mismatch unless the field is absent).
         """
         if self.kind == "distinct":
-            if v is None:
-                return None
-            return v if v.__class__ in (str, bool) else repr(v)
+            return None if v is None else hashable(v)
         if v is not None:
             self.mismatch.value += 1
         return None
 
-    def _group(self, key: Hashable, ts: int) -> Group:
+    def _group(self, key: Hashable, ts: int, clock: int) -> Group:
         """A fresh group; an existing one idle past the horizon is forgotten first,
         exactly as a sweep would have, so sweeping never changes an alert."""
         groups = self.groups
         if key in groups:
             del groups[key]
         elif len(groups) >= self.max_groups:
-            groups.popitem(last=False)
-            self.evictions += 1
+            # Groups already forgotten must not cost a live one its place. Scanning all
+            # groups is O(cap), so it is done at most once per second of clock.
+            if clock - self._cap_scan >= 1000:
+                self._cap_scan = clock
+                self.forgotten += self._drop_stale(clock)
+            if len(groups) >= self.max_groups:
+                groups.popitem(last=False)
+                self.evictions += 1
         g = groups[key] = Group(ts, ts // self.res)
         if self.kind == "distinct":
             g.refs = {}
@@ -122,9 +133,16 @@ class RuleState:
 
     def _record_fire(self, g: Group, at: int) -> None:
         if self.suppress:
-            keep = g.newest - self.lateness - self.suppress
+            keep = g.newest - self._fire_memory
             g.fires = [f for f in g.fires if f >= keep]
             g.fires.append(at)
+
+    def _drop_stale(self, clock: int) -> int:
+        horizon = self.horizon
+        stale = [k for k, g in self.groups.items() if clock - g.newest > horizon]
+        for k in stale:
+            del self.groups[k]
+        return len(stale)
 
     def sweep(self, clock: int) -> int:
         """Free groups idle past the horizon, oldest-touched first.
@@ -163,7 +181,7 @@ class RuleState:
             return self._apply_single(e, ts, clock, key, 1 if self.kind == "distinct" else contrib)
         g = self.groups.get(key)
         if g is None or clock - g.newest > self.horizon:
-            g = self._group(key, ts)
+            g = self._group(key, ts, clock)
         else:
             self.groups.move_to_end(key)
         newest = g.newest
@@ -192,7 +210,10 @@ class RuleState:
                 bucket[1] += 1
                 bucket[2] = ts
             g.count += 1
-            total = g.total = g.total + contrib
+            total = g.total + contrib
+            if total.__class__ is float:  # a running float total drifts: add the buckets up
+                total = self._fsum(g, b)
+            g.total = total
         else:
             self._add(g, b, ts, contrib, in_window=True)
             total = g.total
@@ -211,7 +232,7 @@ class RuleState:
         if self.suppress:
             g = self.groups.get(key)
             if g is None or clock - g.newest > self.horizon:
-                g = self._group(key, ts)
+                g = self._group(key, ts, clock)
             else:
                 self.groups.move_to_end(key)
             g.newest = max(g.newest, ts)
@@ -226,7 +247,7 @@ class RuleState:
         kind = self.kind
         if bucket is None:
             if kind == "distinct":
-                bucket = g.buckets[b] = [set() if g.sketch is None else HLL(), 0, ts]
+                bucket = g.buckets[b] = [set(), 0, ts]
             else:
                 bucket = g.buckets[b] = [None if kind == "max" else 0, 0, ts]
         elif ts > bucket[NEWEST]:
@@ -247,40 +268,49 @@ class RuleState:
             self._add_distinct(g, bucket, v, in_window)
 
     def _add_distinct(self, g: Group, bucket: list[Any], v: Any, in_window: bool) -> None:
-        if g.sketch is not None:
-            bucket[VALUE].add(v)
-            if in_window:
-                g.sketch.add(v)
-                g.total = g.sketch.estimate()
+        """Buckets hold sets until the group holds more than the exact limit; then they
+        become sketches. New buckets start as sets again, so a group returns to exact
+        counting once its sketched buckets have left (see ``_advance``)."""
+        values = bucket[VALUE]
+        if values.__class__ is HLL:
+            values.add(v)
+        elif v not in values:
+            values.add(v)
+            g.stored += 1
+            if g.refs is not None and in_window:
+                g.refs[v] = g.refs.get(v, 0) + 1
+                g.total = len(g.refs)
+        else:
             return
-        values: set[Any] = bucket[VALUE]
-        if v in values:
-            return
-        values.add(v)
-        g.stored += 1
-        if in_window:
-            refs = g.refs
-            assert refs is not None
-            refs[v] = refs.get(v, 0) + 1
-            g.total = len(refs)
+        if g.sketch is not None and in_window:
+            g.sketch.add(v)
+            g.total = g.sketch.estimate()
         if g.stored > self.exact_limit:
             self._to_sketch(g)
 
     def _to_sketch(self, g: Group) -> None:
-        self.approximations += 1
+        if g.sketch is None:
+            self.approximations += 1
         for bucket in g.buckets.values():
-            sketch = HLL()
-            for v in bucket[VALUE]:
-                sketch.add(v)
-            bucket[VALUE] = sketch
+            bucket[VALUE] = _as_sketch(bucket[VALUE])
         g.refs = None
         g.stored = 0
         self._rebuild_sketch(g)
 
     def _rebuild_sketch(self, g: Group) -> None:
         low = g.cur - self.nb
-        g.sketch = HLL.union([bk[VALUE] for k, bk in g.buckets.items() if k > low])
+        g.sketch = HLL.union([_as_sketch(bk[VALUE]) for k, bk in g.buckets.items() if k > low])
         g.total = g.sketch.estimate()
+
+    def _back_to_exact(self, g: Group) -> None:
+        """Once no sketched bucket is left, the group counts exactly again."""
+        refs: dict[Any, int] = {}
+        low = g.cur - self.nb
+        for k, bk in g.buckets.items():
+            if k > low:
+                for v in bk[VALUE]:
+                    refs[v] = refs.get(v, 0) + 1
+        g.refs, g.sketch, g.total = refs, None, len(refs)
 
     def _advance(self, g: Group, b: int, ts: int) -> None:
         """Slide the running window from ``g.cur`` to ``b`` and prune unreachable buckets."""
@@ -288,7 +318,7 @@ class RuleState:
         old_low, new_low = g.cur - nb, b - nb
         buckets = g.buckets
         kind = self.kind
-        exact_distinct = kind == "distinct" and g.sketch is None
+        exact_distinct = kind == "distinct" and g.refs is not None
         for k in [k for k in buckets if old_low < k <= new_low]:
             bucket = buckets[k]
             g.count -= bucket[COUNT]
@@ -304,20 +334,30 @@ class RuleState:
                     else:
                         del refs[v]
         g.cur = b
+        if g.total.__class__ is float and kind != "max":
+            g.total = self._fsum(g, b)
         keep_low = (ts - self.lateness) // self.res - nb
         for k in [k for k in buckets if k <= keep_low]:
             bucket = buckets.pop(k)
-            if exact_distinct:
+            if kind == "distinct" and bucket[VALUE].__class__ is set:
                 g.stored -= len(bucket[VALUE])
         if kind == "max":
             vals = [bk[VALUE] for k, bk in buckets.items() if k > new_low and bk[VALUE] is not None]
             g.total = max(vals) if vals else None
         elif kind == "distinct":
             if g.sketch is not None:
-                self._rebuild_sketch(g)
+                if any(bk[VALUE].__class__ is HLL for bk in buckets.values()):
+                    self._rebuild_sketch(g)
+                else:
+                    self._back_to_exact(g)
             else:
                 assert g.refs is not None
                 g.total = len(g.refs)
+
+    def _fsum(self, g: Group, end: int) -> float:
+        """The exact float sum of the window ending at bucket ``end``."""
+        low = end - self.nb
+        return math.fsum(bk[VALUE] for k, bk in g.buckets.items() if low < k <= end)
 
     def _late(self, g: Group, key: Hashable, b: int, ts: int, contrib: Any) -> Fire | None:
         nb = self.nb
@@ -342,11 +382,13 @@ class RuleState:
         kind = self.kind
         if kind == "count" or kind == "sum":
             value: Any = sum(bk[VALUE] for bk in inside)
+            if value.__class__ is float:
+                value = math.fsum(bk[VALUE] for bk in inside)
         elif kind == "max":
             vals = [bk[VALUE] for bk in inside if bk[VALUE] is not None]
             value = max(vals) if vals else None
-        elif g.sketch is not None:
-            value = HLL.union([bk[VALUE] for bk in inside]).estimate()
+        elif any(bk[VALUE].__class__ is HLL for bk in inside):
+            value = HLL.union([_as_sketch(bk[VALUE]) for bk in inside]).estimate()
         else:
             union: set[Any] = set()
             for bk in inside:
@@ -366,6 +408,15 @@ class RuleState:
         if n == 0:
             return []
         if n == 1:
-            return [key]
+            return [unkey(key)]
         assert isinstance(key, tuple)
-        return list(key)
+        return [unkey(k) for k in key]
+
+
+def _as_sketch(values: set[Any] | HLL) -> HLL:
+    if isinstance(values, HLL):
+        return values
+    sketch = HLL()
+    for v in values:
+        sketch.add(v)
+    return sketch

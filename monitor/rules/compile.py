@@ -247,11 +247,29 @@ def threshold_check(op: str, n: float) -> Callable[[float], bool]:
     return lambda v: v == n
 
 
+class JsonKey(tuple[str]):
+    """A JSON value that Python would confuse with another as a dict key or set member
+    (``true`` with ``1``) or cannot hash (objects, lists): kept as its canonical JSON text,
+    in a type of its own so it never equals a string or a number."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> Any:
+        return orjson.loads(self[0])
+
+
 def hashable(v: Any) -> Hashable:
-    """A group key part: the value itself, or its canonical JSON text for objects and lists."""
-    if v is None or v.__class__ in (str, int, float, bool):
-        return v
-    return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+    """A key for a JSON value: text, numbers and null as themselves, the rest as JsonKey."""
+    cls = v.__class__
+    if cls is str or cls is int or cls is float or v is None:
+        return v  # type: ignore[no-any-return]
+    return JsonKey((orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode(),))
+
+
+def unkey(k: Any) -> Any:
+    """The JSON value behind a key made by :func:`hashable`."""
+    return k.value if k.__class__ is JsonKey else k
 
 
 def group_key(paths: tuple[str, ...]) -> Callable[[Event], Hashable]:
