@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=_positive_int, default=None, help="background events (default: a shop's day)")
     p.add_argument("--no-incidents", action="store_true", help="background traffic only")
     p.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
+    p.add_argument("--to-kafka", metavar="BOOTSTRAP", help="produce to Kafka instead (host:port), keyed by actor.id")
+    p.add_argument("--topic", default="data-access-events", help="topic for --to-kafka (default: data-access-events)")
+    p.add_argument("--rate", type=float, default=None, metavar="N",
+                   help="with --to-kafka: events per second, steadily (default: as fast as the broker takes them)")  # fmt: skip
 
     p = sub.add_parser("run", help="run the daemon: consume events from Kafka and alert")
     p.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config (see docs/configuration.md)")
@@ -192,7 +196,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         seed=args.seed, start=args.start, hours=args.hours, events=args.events,
         incidents=not args.no_incidents,
     )  # fmt: skip
-    if args.output == "-":
+    if args.to_kafka:
+        import asyncio
+
+        from monitor.produce import produce
+
+        try:
+            n = asyncio.run(produce(events, bootstrap=args.to_kafka, topic=args.topic, rate=args.rate))
+        except Exception as exc:  # aiokafka's errors share no useful base class
+            print(f"cannot produce to {args.to_kafka}: {exc}", file=sys.stderr)
+            return 1
+        print(f"produced {n} events to {args.topic} at {args.to_kafka}", file=sys.stderr)
+    elif args.output == "-":
         write_jsonl(events, sys.stdout.buffer)
         sys.stdout.flush()
     else:

@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,23 +178,9 @@ async def acreate_topic(
     bootstrap: str, name: str, partitions: int = 1, *, timeout_s: float = 30.0
 ) -> None:
     """Create a topic and wait until every partition has a leader the broker reports."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from monitor.produce import create_topic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-        deadline = time.monotonic() + timeout_s
-        while True:
-            (described,) = await admin.describe_topics([name])
-            leaders = [p["leader"] for p in described["partitions"]]
-            if described["error_code"] == 0 and len(leaders) == partitions and min(leaders) >= 0:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topic {name!r} not ready after {timeout_s}s: {described}")
-            await asyncio.sleep(0.05)
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, name, partitions, timeout_s=timeout_s)
 
 
 async def adelete_topic(bootstrap: str, name: str) -> None:
