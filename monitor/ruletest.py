@@ -17,7 +17,7 @@ import orjson
 from monitor.decode import Decoder
 from monitor.engine import Alert, Engine, EngineOptions
 from monitor.rules.errors import Problem
-from monitor.rules.loader import TEST_SUFFIXES, RuleSet
+from monitor.rules.loader import TEST_SUFFIXES, RuleSet, hidden
 from monitor.rules.yamlpos import YamlProblem, load
 from monitor.timeparse import parse_duration, parse_ts
 
@@ -50,7 +50,11 @@ class CaseResult:
 def test_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path] if path.name.endswith(TEST_SUFFIXES) else []
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(TEST_SUFFIXES))
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and p.name.endswith(TEST_SUFFIXES) and not hidden(p.relative_to(path))
+    )
 
 
 def _describe(rule: str, group: dict[str, Any], value: Any = None, fired_at: str | None = None) -> str:

@@ -82,8 +82,17 @@ def rule_files(path: Path) -> list[Path]:
     return sorted(
         p
         for p in path.rglob("*")
-        if p.is_file() and p.name.endswith(RULE_SUFFIXES) and not p.name.endswith(TEST_SUFFIXES)
+        if p.is_file()
+        and p.name.endswith(RULE_SUFFIXES)
+        and not p.name.endswith(TEST_SUFFIXES)
+        and not hidden(p.relative_to(path))
     )
+
+
+def hidden(relative: Path) -> bool:
+    """Dot-folders and dot-files are not rules: a Kubernetes ConfigMap mounted as a folder
+    keeps a second copy of every file under ``..data``, and editors leave ``.#`` files."""
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def load_rules(path: str | Path) -> RuleSet:
