@@ -131,7 +131,9 @@ def table_row(alert: Alert) -> str:
     )
 
 
-def stdout_emitter(fmt: str, out: TextIO = sys.stdout) -> Callable[[Alert], None]:
+def stdout_emitter(fmt: str, out: TextIO | None = None) -> Callable[[Alert], None]:
+    """Alerts to ``out``, by default whatever ``sys.stdout`` is when this is called."""
+    out = out if out is not None else sys.stdout
     if fmt == "table":
         printed = False
 

@@ -1,0 +1,188 @@
+"""``exfil-monitor check PATH``: every problem at once as FILE:LINE:COL, exit 1, never a
+traceback; a valid set exits 0 with a one-line summary."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "tests" / "fixtures" / "rules" / "example.yaml"
+PROBLEM = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?:rule (?P<rule>[^ :]+): )?\S.*$")
+SUMMARY = re.compile(
+    r"^ok: (\d+) rules \((\d+) enabled\) in (\d+) file\(s\), (\d+) list\(s\), (\d+) schedule\(s\)$"
+)
+
+BROKEN = {
+    "a.yaml": (
+        "lists:\n"
+        "  tables: [customers]\n"
+        "rules:\n"
+        "  - id: r1\n"
+        "    severity: urgent\n"  # 5: unknown severity
+        "    match:\n"
+        "      f: {like: x}\n"  # 7: unknown operator
+        "      g: {in: $nope}\n"  # 8: undefined list
+        "      h: {regex: '(?=x)'}\n"  # 9: bad regex
+        "      ip: {cidr: 10.0.0.0/33}\n"  # 10: bad network
+        "    window: 10\n"  # 11: bad duration
+        "    when: {inside: office}\n"  # 12: undefined schedule
+        "    colour: red\n"  # 13: unknown key
+    ),
+    "b.yaml": "rules:\n  - id: r1\n    severity: low\n",  # duplicate id
+    "c.yaml": "rules: [\n",  # YAML syntax error
+    "sub/d.yaml": "lists:\n  tables: [x]\nfoo: 1\n",  # defined twice; unknown top-level key
+    "d.test.yaml": "cases: oops\n",  # rule tests are not rule files
+    "notes.txt": "not yaml: [\n",
+}
+EXPECTED = [
+    ("a.yaml", 5, 15, "r1"),
+    ("a.yaml", 7, 11, "r1"),
+    ("a.yaml", 8, 15, "r1"),
+    ("a.yaml", 9, 18, "r1"),
+    ("a.yaml", 10, 18, "r1"),
+    ("a.yaml", 11, 13, "r1"),
+    ("a.yaml", 12, 20, "r1"),
+    ("a.yaml", 13, 5, "r1"),
+    ("b.yaml", 2, 9, "r1"),
+    ("c.yaml", 2, 1, None),
+    ("sub/d.yaml", 2, 3, None),
+    ("sub/d.yaml", 3, 1, None),
+]
+
+Tree = Callable[[dict[str, str]], Path]
+
+
+@pytest.fixture
+def rule_tree(tmp_path: Path) -> Tree:
+    """``rule_tree({relative name: text})``: a folder holding those files."""
+
+    def make(files: dict[str, str]) -> Path:
+        root = tmp_path / "rules"
+        root.mkdir()
+        for name, text in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return root
+
+    return make
+
+
+def parsed(out: str, root: Path) -> list[tuple[str, int, int, str | None]]:
+    rows = []
+    for line in out.splitlines()[:-1]:
+        m = PROBLEM.match(line)
+        assert m is not None, line
+        rows.append((Path(m["file"]).relative_to(root).as_posix(), int(m["line"]), int(m["col"]), m["rule"]))
+    return rows
+
+
+def test_check_reports_every_problem_of_every_file_and_exits_1(
+    rule_tree: Tree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = rule_tree(BROKEN)
+    assert main(["check", str(root)]) == 1
+    out, err = capsys.readouterr()
+    assert parsed(out, root) == EXPECTED
+    assert out.splitlines()[-1] == f"{len(EXPECTED)} problem(s) in {root}"
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line"),
+    [
+        ("syntax.yaml", "rules:\n  - id: r\n    match: {a: 1\n", "syntax.yaml:4:1: YAML syntax error: did not find expected ',' or '}'"),
+        ("dup.yaml", "rules: []\nrules: []\n", "dup.yaml:2:1: duplicate key 'rules' (first at line 1)"),
+        ("top.yaml", "- 1\n", "top.yaml:1:1: a rule file must be a mapping with lists, schedules and rules"),
+        ("latin.yaml", "# caf\xe9\n", "latin.yaml:1:1: not UTF-8 text (byte 5)"),
+    ],
+)
+def test_file_problems_have_no_rule_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, line: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(text.encode("latin-1"))
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines() == [f"{tmp_path}/{line}", f"1 problem(s) in {path}"]
+
+
+def test_check_of_a_valid_set_exits_0_with_a_one_line_summary(
+    rule_tree: Tree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = rule_tree(
+        {
+            "lists.yaml": "lists:\n  t: [customers]\n  u: [a]\nschedules:\n  s: {timezone: UTC}\n",
+            "a.yaml": "rules:\n  - {id: a, severity: low, match: {f: {in: $t}}}\n"
+            "  - {id: b, severity: low, enabled: false, when: {inside: s}}\n",
+            "more/b.yml": "rules:\n  - {id: c, severity: info}\n",
+            "a.test.yaml": "cases: []\n",
+            "README.md": "# not rules\n",
+        }
+    )
+    assert main(["check", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["ok: 3 rules (2 enabled) in 3 file(s), 2 list(s), 1 schedule(s)"]
+    assert err == ""
+
+
+def test_check_of_the_issue_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out == "ok: 1 rules (1 enabled) in 1 file(s), 2 list(s), 1 schedule(s)\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({}, "no rule files (*.yaml, *.yml) found"),
+        ({"only.test.yaml": "cases: []\n", "x.json": "{}"}, "no rule files (*.yaml, *.yml) found"),
+    ],
+)
+def test_check_of_a_folder_without_rules(
+    rule_tree: Tree, capsys: pytest.CaptureFixture[str], files: dict[str, str], message: str
+) -> None:
+    root = rule_tree(files)
+    assert main(["check", str(root)]) == 1
+    assert capsys.readouterr().out.splitlines() == [f"{root}:1:1: {message}", f"1 problem(s) in {root}"]
+
+
+def test_check_of_a_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere"
+    assert main(["check", str(missing)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{missing}:1:1: no such file or folder",
+        f"1 problem(s) in {missing}",
+    ]
+
+
+def test_check_without_a_path_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["check"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and "Traceback" not in err
+
+
+def test_check_as_a_process(rule_tree: Tree) -> None:
+    root = rule_tree(BROKEN)
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "check", str(root)],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    assert parsed(done.stdout, root) == EXPECTED
+    ok = subprocess.run(
+        [sys.executable, "-m", "monitor", "check", str(EXAMPLE)],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert (ok.returncode, ok.stderr) == (0, "")
+    assert SUMMARY.match(ok.stdout.strip())
