@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from monitor.rules.compile import compile_regex
 from monitor.rules.errors import Pos, Problem
 from monitor.rules.model import (
-    AGGREGATES,
     MATCH_OPS,
     SEVERITIES,
     THRESHOLD_OPS,
@@ -32,8 +31,8 @@ MAX_BUCKETS = 10_000
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 _FIELD = re.compile(r"[^.\s]+(?:\.[^.\s]+)*\Z")
-_HOURS = re.compile(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})\Z")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+_HOURS = re.compile(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})\Z", re.ASCII)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z", re.ASCII)
 _RULE_KEYS = (
     "id", "description", "severity", "enabled", "match", "when", "group_by", "window",
     "resolution", "aggregate", "threshold", "suppress", "labels", "annotations",
@@ -67,6 +66,7 @@ class Validator:
     lists: dict[str, list[Any]] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     _defined_at: dict[tuple[str, str], str] = field(default_factory=dict)
+    _broken: set[str] = field(default_factory=set)  # schedules defined with errors
 
     # -- reporting -------------------------------------------------------------------
 
@@ -214,7 +214,9 @@ class Validator:
                     f"schedule {name!r}: holidays are dates like \"2026-11-26\", got {day!r}",
                 )  # fmt: skip
                 ok = False
-        if ok:
+        if not ok:
+            self._broken.add(name)
+        else:
             self.schedules[name] = Schedule(name, tz, frozenset(days), tuple(ranges), frozenset(holidays))
 
     def _as_list(self, f: FileDoc, path: Path, value: Any) -> list[Any]:
@@ -392,7 +394,7 @@ class Validator:
             return None
         return Condition(fld, op, value, pos)
 
-    def _when(self, f: FileDoc, path: Path, when: Any, rid: str | None) -> tuple[str, Schedule] | None | bool:
+    def _when(self, f: FileDoc, path: Path, when: Any, rid: str | None) -> tuple[str, Schedule] | bool | None:
         if when is None:
             return None
         wpath: Path = (*path, "when")
@@ -404,7 +406,8 @@ class Validator:
             self._report(f, f.doc.key_at((*wpath, kind)), f"when: unknown key {kind!r} (inside or outside)", rid)
             return False
         if not isinstance(name, str) or name not in self.schedules:
-            self._report(f, f.doc.where((*wpath, kind)), f"when: undefined schedule {name!r}", rid)
+            problem = f"schedule {name!r} has errors" if name in self._broken else f"undefined schedule {name!r}"
+            self._report(f, f.doc.where((*wpath, kind)), f"when: {problem}", rid)
             return False
         return (kind, self.schedules[name])
 
