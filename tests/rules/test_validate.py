@@ -165,7 +165,7 @@ def test_every_problem_of_every_file_in_one_run(problems: Problems) -> None:
         ("b.yaml", 13, 19, "r5", "group_by: 'a' given twice"),
         ("b.yaml", 14, 20, "r5", "labels.team must be text"),
         ("c.yaml", 5, 1, None, "YAML syntax error"),
-        ("d.yaml", 4, 20, "r7", "when: undefined schedule 'office'"),
+        ("d.yaml", 4, 20, "r7", "when: schedule 'office' has errors"),
     ]
     assert len(ps) == len(expected), "\n".join(map(str, ps))
     for p, (file, line, col, rule, fragment) in zip(ps, expected, strict=True):
