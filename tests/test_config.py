@@ -174,6 +174,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         "EXFIL_MONITOR_ENGINE__ALLOWED_LATENESS": "2m",
         "EXFIL_MONITOR_OUTPUTS__0__TOPIC": "security-alerts",
         "UNRELATED": "ignored",
+        "EXFIL_MONITOR_RULES": "/opt/exfil-monitor/rules",  # demo's rule pack: not an override
     }
     c = load_config(path, env)
     assert c.kafka.bootstrap_servers == ["b1:9093", "b2:9093"]

@@ -1,0 +1,160 @@
+"""What every output shares: the lifecycle, and delivery that retries until acknowledged.
+
+Offsets are committed only after every output has acknowledged the alerts of the
+committed events, so an output must never report success it has not got, and a failing
+output must never be skipped. Retrying lives here, once: an output's ``_send`` makes one
+attempt and raises on failure; :class:`Delivery` counts the failure, waits with backoff
+and tries again, for that output only, until it succeeds or the daemon is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from typing import ClassVar
+
+from monitor.engine.alert import Alert
+from monitor.telemetry import Telemetry
+
+
+class Backoff:
+    """Exponential backoff with jitter, so many daemons do not retry in step."""
+
+    def __init__(self, initial: float = 0.5, maximum: float = 30.0, factor: float = 2.0,
+                 jitter: float = 0.2, rng: Callable[[], float] = random.random) -> None:  # fmt: skip
+        self.initial = initial
+        self.maximum = maximum
+        self.factor = factor
+        self.jitter = jitter
+        self.rng = rng
+        self._next = initial
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self.maximum, self._next * self.factor)
+        return delay * (1 - self.jitter + 2 * self.jitter * self.rng())
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+
+class Output(ABC):
+    """One destination for alerts. Subclasses implement one attempt of each step.
+
+    ``start`` twice is a bug and raises; ``stop`` may be called any number of times, also
+    on an output that never started; ``send`` returns only once the destination has the
+    alerts (written, acknowledged), and raises otherwise.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, *, send_timeout: float = 30.0) -> None:
+        self.name = name
+        self.send_timeout = send_timeout
+        self._state = "new"
+
+    @property
+    def started(self) -> bool:
+        return self._state == "started"
+
+    async def start(self) -> None:
+        if self._state != "new":
+            raise RuntimeError(f"output {self.name!r} was already started")
+        await self._open()  # a failure leaves it "new", so start can be tried again
+        self._state = "started"
+
+    async def send(self, alerts: Sequence[Alert]) -> None:
+        if self._state != "started":
+            raise RuntimeError(f"output {self.name!r} is not started")
+        if alerts:
+            await self._send(alerts)
+
+    async def flush(self) -> None:
+        if self._state == "started":
+            await self._flush()
+
+    async def stop(self) -> None:
+        previous, self._state = self._state, "stopped"
+        if previous == "started":
+            await self._close()
+
+    @abstractmethod
+    async def _open(self) -> None: ...
+
+    @abstractmethod
+    async def _send(self, alerts: Sequence[Alert]) -> None: ...
+
+    async def _flush(self) -> None:
+        return None
+
+    async def _close(self) -> None:
+        await self._flush()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or "no detail"
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+class Delivery:
+    """Sends alerts to every output and returns once all of them acknowledged.
+
+    ``failing`` names the outputs whose last attempt failed, for ``/readyz`` and people.
+    """
+
+    def __init__(self, outputs: Sequence[Output], telemetry: Telemetry, *, backoff_initial: float = 0.5,
+                 backoff_max: float = 30.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:  # fmt: skip
+        self.outputs = list(outputs)
+        self.telemetry = telemetry
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.sleep = sleep
+        self.failing: dict[str, str] = {}
+
+    async def start(self) -> None:
+        """Start every output, retrying those that cannot start yet (a broker down)."""
+        await asyncio.gather(*(self._retry(o, "start", o.start) for o in self.outputs))
+
+    async def send(self, alerts: Sequence[Alert]) -> None:
+        if alerts:
+            await asyncio.gather(*(self._send_one(o, alerts) for o in self.outputs))
+
+    async def flush(self) -> None:
+        await asyncio.gather(*(self._retry(o, "flush", o.flush) for o in self.outputs))
+
+    async def stop(self) -> None:
+        """Stop every output; a failure is logged, never raised, so the others still stop."""
+        for o in self.outputs:
+            try:
+                async with asyncio.timeout(o.send_timeout):
+                    await o.stop()
+            except Exception as exc:
+                self.telemetry.output_result(o.name, "stop_error", 1, error=_describe(exc))
+
+    async def _send_one(self, o: Output, alerts: Sequence[Alert]) -> None:
+        await self._retry(o, "send", lambda: o.send(alerts), n=len(alerts))
+
+    async def _retry(self, o: Output, step: str, attempt: Callable[[], Awaitable[None]], n: int = 0) -> None:
+        backoff = Backoff(self.backoff_initial, self.backoff_max)
+        while True:
+            try:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                # that arrives as the attempt fails, and this loop would never end.
+                async with asyncio.timeout(o.send_timeout):
+                    await attempt()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = f"{step}: {_describe(exc)}"
+                self.failing[o.name] = error
+                # A failed send counts its alerts; a failed start or flush counts once.
+                outcome, count = ("error", n) if step == "send" else (f"{step}_error", 1)
+                self.telemetry.output_result(o.name, outcome, count, error=error)
+                await self.sleep(backoff.next())
+                continue
+            self.failing.pop(o.name, None)
+            if step == "send":
+                self.telemetry.output_result(o.name, "success", n)
+            return
