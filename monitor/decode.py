@@ -16,6 +16,7 @@ from monitor.rules.compile import getter
 from monitor.timeparse import parse_str, parse_ts
 
 Event = dict[str, Any]
+_NEVER = -(2**62)
 REASONS = ("invalid_json", "not_an_object", "missing_time", "bad_time", "future_time")
 
 
@@ -55,9 +56,11 @@ class Decoder:
         get_time = self._time
         top_field = None if "." in self.time_field else self.time_field
         skew = self.max_future_skew_ms
-        newest = self.newest
-        limit = (reference_ms if reference_ms is not None else newest)
+        newest = self.newest if self.newest is not None else _NEVER
+        limit = reference_ms if reference_ms is not None else self.newest
         limit = None if limit is None or skew <= 0 else limit + skew
+        track = reference_ms is None and skew > 0  # the limit follows the newest event
+        holding = self._held is not None
         held_index = -1  # position of self._held in raws, -1 when it came from an earlier call
         i = -1
         for raw in raws:
@@ -87,21 +90,23 @@ class Decoder:
                 if held is None or abs(ts - held[1]) > skew:
                     if held is not None:
                         self._reject_held(bad, held_index)
-                    self._held, held_index = (e, ts, raw), i
+                    self._held, held_index, holding = (e, ts, raw), i, True
                     continue
                 good.append((held[0], held[1]))  # a second opinion: the jump is real
-                self._held = None
-                if newest is not None and held[1] > newest:
+                self._held, holding = None, False
+                if held[1] > newest:
                     newest = held[1]
                     limit = newest + skew  # else a later event is judged by the old limit
-            elif self._held is not None:
+            elif holding:
                 self._reject_held(bad, held_index)
-            if newest is None or ts > newest:
+                holding = False
+            if ts > newest:
                 newest = ts
-                if reference_ms is None and skew > 0:
+                if track:
                     limit = ts + skew
             good.append((e, ts))
-        self.newest = newest
+        if newest != _NEVER:
+            self.newest = newest
         return good, bad
 
     def _reject_held(self, bad: list[tuple[int, str]], index: int) -> None:

@@ -56,7 +56,30 @@ def _minute_ms(prefix: str) -> int | None:
     return ms
 
 
+_SECOND_CACHE: dict[str, int] = {}
+
+
+_last_second = ["\x00", 0]  # the second of the previous text time, and its epoch ms
+
+
 def _parse_str(s: str) -> int | None:
+    # Fastest path: "YYYY-MM-DDTHH:MM:SS.mmmZ" in the same second as the previous event
+    # (a stream in time order sends many events a second), else in a second seen before.
+    if len(s) == 24 and s[23] == "Z" and s[19] == ".":
+        frac = s[20:23]
+        if frac.isdigit() and frac.isascii():
+            last = _last_second
+            if s.startswith(last[0]):
+                return last[1] + int(frac)  # type: ignore[no-any-return]
+            prefix = s[:19]
+            base = _SECOND_CACHE.get(prefix)
+            if base is not None:
+                last[0], last[1] = prefix, base
+                return base + int(frac)
+    return _parse_minute(s)
+
+
+def _parse_minute(s: str) -> int | None:
     base = _MINUTE_CACHE.get(s[:16])
     # Fast path for "YYYY-MM-DDTHH:MM:SS.mmmZ": "SS" + "mmm" read as one number is
     # exactly the milliseconds into the minute.
@@ -65,6 +88,10 @@ def _parse_str(s: str) -> int | None:
         if digits.isascii() and digits.isdigit():  # isdigit() alone takes non-ASCII digits
             ms = int(digits)
             if ms < 60_000:
+                second = base + ms - ms % 1000
+                if len(_SECOND_CACHE) >= _MINUTE_CACHE_MAX:
+                    _SECOND_CACHE.clear()
+                _SECOND_CACHE[s[:19]] = second
                 return base + ms
     return _parse_general(s)
 

@@ -50,13 +50,25 @@ def _inline(cond: Condition) -> bool:
     return cond.op == "exists"
 
 
-def _read(src: _Source, depth: int, var: str, path: str) -> None:
+def _read(src: _Source, depth: int, var: str, path: str, parents: dict[str, str] | None = None) -> None:
+    """Emit ``var = <the field at path>``; two-level paths share their parent object's
+    read through ``parents`` (name -> variable holding that object, or None)."""
     parts = path.split(".")
     if len(parts) == 1:
         src.emit(depth, f"{var} = e.get({src.const(parts[0])})")
     elif len(parts) == 2:
-        src.emit(depth, f"{var} = e.get({src.const(parts[0])})")
-        src.emit(depth, f"{var} = {var}.get({src.const(parts[1])}) if {var}.__class__ is dict else None")
+        parent = parents.get(parts[0]) if parents is not None else None
+        if parent is None:
+            parent = f"p{len(parents)}" if parents is not None else var
+            src.emit(depth, f"{parent} = e.get({src.const(parts[0])})")
+            if parents is not None:
+                src.emit(depth, f"if {parent}.__class__ is not dict:")
+                src.emit(depth + 1, f"{parent} = {src.const({}, 'E')}")
+                parents[parts[0]] = parent
+            else:
+                src.emit(depth, f"{var} = {var}.get({src.const(parts[1])}) if {var}.__class__ is dict else None")
+                return
+        src.emit(depth, f"{var} = {parent}.get({src.const(parts[1])})")
     else:
         src.emit(depth, f"{var} = {src.const(getter(path))}(e)")
 
@@ -114,11 +126,7 @@ def _rule_block(
     src.emit(depth, f"if {cond}:")
     spec = rule.spec
     if _direct(rule):
-        if spec.group_by:
-            g = fields[spec.group_by[0]]
-            key = f"({g} if {g}.__class__ is str else {src.const(hashable, 'H')}({g}))"
-        else:
-            key = "None"
+        key = fields[f"key:{spec.group_by[0]}"] if spec.group_by else "None"
         value = fields[spec.aggregate_field] if spec.aggregate_field else "1"
         src.emit(depth + 1, f"x = {src.const(apply_with, 'A')}(e, ts, now, {key}, {value})")
     else:
@@ -132,11 +140,17 @@ def _branch(
     states: list[RuleState],
 ) -> None:  # fmt: skip
     fields: dict[str, str] = {}
+    parents: dict[str, str] = {}
     for _, rule, conds in members:
         for path in [c.path for c in conds if _inline(c)] + _direct_paths(rule):
             if path not in fields:
                 fields[path] = f"f{len(fields)}"
-                _read(src, depth, fields[path], path)
+                _read(src, depth, fields[path], path, parents)
+    for _, rule, _ in members:  # group keys, each made once for the rules that need it
+        if _direct(rule) and rule.spec.group_by and f"key:{rule.spec.group_by[0]}" not in fields:
+            g = fields[rule.spec.group_by[0]]
+            k = fields[f"key:{rule.spec.group_by[0]}"] = f"k{g[1:]}"
+            src.emit(depth, f"{k} = {g} if {g}.__class__ is str else {src.const(hashable, 'H')}({g})")
     for i, rule, conds in members:
         _rule_block(src, depth, i, rule, conds, fields, states[i])
 

@@ -35,15 +35,15 @@ VALUE, COUNT, NEWEST = 0, 1, 2
 class Group:
     __slots__ = ("buckets", "count", "cur", "fires", "newest", "refs", "samples", "sketch", "stored", "total")
 
-    def __init__(self, ts: int, cur: int) -> None:
+    def __init__(self, ts: int, cur: int, total: Any, refs: dict[Any, int] | None) -> None:
         self.newest = ts
         self.cur = cur  # bucket of the newest event
         self.buckets: dict[int, list[Any]] = {}
-        self.total: Any = None  # aggregate over the window ending at ``cur``
+        self.total: Any = total  # aggregate over the window ending at ``cur``
         self.count = 0  # events in that window
-        self.fires: list[int] = []
-        self.samples: list[tuple[int, Any]] = []
-        self.refs: dict[Any, int] | None = None  # distinct: value -> buckets holding it
+        self.fires: list[int] | tuple[()] = ()  # most groups never fire: no list for them
+        self.samples: list[Any] = []  # flat: time, id, time, id, ... of the last 5 events with an id
+        self.refs = refs  # distinct, counted exactly: value -> buckets holding it
         self.sketch: HLL | None = None  # distinct past the exact limit: union of the window
         self.stored = 0  # distinct: values kept across buckets
 
@@ -75,6 +75,8 @@ class RuleState:
         self.max_groups = max_groups
         self.exact_limit = distinct_exact_limit
         self.groups: OrderedDict[Hashable, Group] = OrderedDict()
+        # aggregate inputs used as they are; anything else goes through _odd_contribution
+        self._plain = frozenset((int, float, str) if self.kind == "distinct" else (int, float))
         # counters, exported per batch
         self.matches = 0
         self.late = 0
@@ -117,14 +119,10 @@ class RuleState:
             if len(groups) >= self.max_groups:
                 groups.popitem(last=False)
                 self.evictions += 1
-        g = groups[key] = Group(ts, ts // self.res)
         if self.kind == "distinct":
-            g.refs = {}
-            g.total = 0
-        elif self.kind == "max":
-            g.total = None
+            g = groups[key] = Group(ts, ts // self.res, 0, {})
         else:
-            g.total = 0
+            g = groups[key] = Group(ts, ts // self.res, None if self.kind == "max" else 0, None)
         return g
 
     def _suppressed(self, g: Group, at: int) -> bool:
@@ -134,8 +132,9 @@ class RuleState:
     def _record_fire(self, g: Group, at: int) -> None:
         if self.suppress:
             keep = g.newest - self._fire_memory
-            g.fires = [f for f in g.fires if f >= keep]
-            g.fires.append(at)
+            fires = [f for f in g.fires if f >= keep]
+            fires.append(at)
+            g.fires = fires
 
     def _drop_stale(self, clock: int) -> int:
         horizon = self.horizon
@@ -153,14 +152,14 @@ class RuleState:
         """
         groups = self.groups
         horizon = self.horizon
-        dropped = 0
-        while groups:
-            key, g = next(iter(groups.items()))
+        stale = []
+        for key, g in groups.items():
             if clock - g.newest <= horizon:
                 break
+            stale.append(key)
+        for key in stale:
             del groups[key]
-            dropped += 1
-        return dropped
+        return len(stale)
 
     # -- the event path --------------------------------------------------------------
 
@@ -172,8 +171,7 @@ class RuleState:
         """``apply`` with the group key and the aggregate field's raw value (1 for count)
         already read, which the generated dispatch loop does with fields it has at hand."""
         self.matches += 1
-        cls = contrib.__class__
-        if not (cls is int or cls is float):
+        if contrib.__class__ not in self._plain:
             contrib = self._odd_contribution(contrib)
             if contrib is None:
                 return None
@@ -191,9 +189,10 @@ class RuleState:
         eid = e.get("id")
         if eid is not None:
             samples = g.samples
-            samples.append((ts, eid))
-            if len(samples) > 5:
-                del samples[0]
+            samples.append(ts)
+            samples.append(eid)
+            if len(samples) > 10:
+                del samples[:2]
         b = ts // self.res
         if ts < newest:
             return self._late(g, key, b, ts, contrib)
@@ -214,6 +213,27 @@ class RuleState:
             if total.__class__ is float:  # a running float total drifts: add the buckets up
                 total = self._fsum(g, b)
             g.total = total
+        elif kind == "distinct" and g.refs is not None:  # exact distinct, inlined
+            bucket = g.buckets.get(b)
+            if bucket is None:
+                g.buckets[b] = [{contrib}, 1, ts]
+                new = True
+            else:
+                bucket[1] += 1
+                bucket[2] = ts
+                values = bucket[0]
+                new = contrib not in values
+                if new:
+                    values.add(contrib)
+            g.count += 1
+            if new:
+                g.stored += 1
+                refs = g.refs
+                refs[contrib] = refs.get(contrib, 0) + 1
+                g.total = len(refs)
+                if g.stored > self.exact_limit:
+                    self._to_sketch(g)
+            total = g.total
         else:
             self._add(g, b, ts, contrib, in_window=True)
             total = g.total
@@ -319,7 +339,11 @@ class RuleState:
         buckets = g.buckets
         kind = self.kind
         exact_distinct = kind == "distinct" and g.refs is not None
-        for k in [k for k in buckets if old_low < k <= new_low]:
+        if new_low - old_low < len(buckets):  # a short slide: look the few buckets up
+            expiring = [k for k in range(old_low + 1, new_low + 1) if k in buckets]
+        else:
+            expiring = [k for k in buckets if old_low < k <= new_low]
+        for k in expiring:
             bucket = buckets[k]
             g.count -= bucket[COUNT]
             if kind == "count" or kind == "sum":
@@ -337,7 +361,14 @@ class RuleState:
         if g.total.__class__ is float and kind != "max":
             g.total = self._fsum(g, b)
         keep_low = (ts - self.lateness) // self.res - nb
-        for k in [k for k in buckets if k <= keep_low]:
+        # Buckets are created in time order (a late one may come after newer ones and is
+        # then freed a little later: it is outside every window either way).
+        stale = []
+        for k in buckets:
+            if k > keep_low:
+                break
+            stale.append(k)
+        for k in stale:
             bucket = buckets.pop(k)
             if kind == "distinct" and bucket[VALUE].__class__ is set:
                 g.stored -= len(bucket[VALUE])
@@ -399,7 +430,8 @@ class RuleState:
     def _samples(self, g: Group, end: int) -> list[Any]:
         low = (end - self.nb + 1) * self.res
         high = (end + 1) * self.res
-        return [eid for t, eid in g.samples if low <= t < high]
+        s = g.samples
+        return [s[i + 1] for i in range(0, len(s), 2) if low <= s[i] < high]
 
     # -- introspection ---------------------------------------------------------------
 
