@@ -59,7 +59,17 @@ def _minute_ms(prefix: str) -> int | None:
 _SECOND_CACHE: dict[str, int] = {}
 
 
-_last_second = ["\x00", 0]  # the second of the previous text time, and its epoch ms
+class _Second:
+    """The second of the previous text time, and its epoch milliseconds."""
+
+    __slots__ = ("base", "prefix")
+
+    def __init__(self) -> None:
+        self.prefix = "\x00"  # matches no time
+        self.base = 0
+
+
+_last_second = _Second()
 
 
 def _parse_str(s: str) -> int | None:
@@ -69,12 +79,12 @@ def _parse_str(s: str) -> int | None:
         frac = s[20:23]
         if frac.isdigit() and frac.isascii():
             last = _last_second
-            if s.startswith(last[0]):
-                return last[1] + int(frac)  # type: ignore[no-any-return]
+            if s.startswith(last.prefix):
+                return last.base + int(frac)
             prefix = s[:19]
             base = _SECOND_CACHE.get(prefix)
             if base is not None:
-                last[0], last[1] = prefix, base
+                last.prefix, last.base = prefix, base
                 return base + int(frac)
     return _parse_minute(s)
 
