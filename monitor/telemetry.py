@@ -20,6 +20,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor import __version__
+from monitor.decode import REASONS
 
 PREFIX = "exfil_monitor_"
 Logger = Any  # structlog's BoundLogger is a protocol in practice
@@ -85,6 +86,15 @@ class Metrics:
         self.commits = Counter(f"{p}commits", "Offset commits, by outcome.", ["outcome"], registry=r)
         self.build_info = Gauge(f"{p}build_info", "Build information.", ["version"], registry=r)
         self.build_info.labels(version=__version__).set(1)
+        # Series that exist from the start at zero, so that an alert on "increased" sees
+        # the first failure too (a series born at 1 has no increase to show).
+        for reason in REASONS:
+            self.events_invalid.labels(reason=reason)
+            self.dead_letters.labels(reason=reason)
+        for outcome in ("success", "rejected"):
+            self.rule_reloads.labels(outcome=outcome)
+        for outcome in ("success", "error"):
+            self.commits.labels(outcome=outcome)
 
 
 def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> Logger:
@@ -184,6 +194,11 @@ class Telemetry:
             group=alert.group, value=alert.value, fired_at=alert.to_dict()["fired_at"],
             summary=alert.summary,
         )  # fmt: skip
+
+    def outputs_declared(self, names: Iterable[str]) -> None:
+        for name in names:
+            for outcome in ("success", "error"):
+                self.metrics.output_sends.labels(output=name, outcome=outcome)
 
     def output_result(self, output: str, outcome: str, n: int = 1, error: str | None = None) -> None:
         self.metrics.output_sends.labels(output=output, outcome=outcome).inc(n)

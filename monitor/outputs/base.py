@@ -112,6 +112,7 @@ class Delivery:
         self.backoff_max = backoff_max
         self.sleep = sleep
         self.failing: dict[str, str] = {}
+        telemetry.outputs_declared(o.name for o in self.outputs)
 
     async def start(self) -> None:
         """Start every output, retrying those that cannot start yet (a broker down)."""

@@ -318,7 +318,17 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 
 
 async def _quietly(aw: Awaitable[Any], timeout: float | None = None) -> None:
-    """Await, ignoring failure: closing a client that never fully started, or giving up."""
-    with contextlib.suppress(Exception):
+    """Await, ignoring failure: closing a client that never fully started, or giving up.
+
+    aiokafka's ``stop()`` can raise CancelledError from its own cancelled internals when
+    the broker is down; that is a failure to ignore too, unless this task itself is
+    being cancelled, which must go on."""
+    try:
         async with asyncio.timeout(timeout):
             await aw
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception:  # the caller is shutting down either way
+        pass
