@@ -20,6 +20,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from monitor.engine.distinct import (
+    add_distinct,
+    back_to_exact,
+    distinct_count,
+    rebuild_sketch,
+    to_sketch,
+)
+from monitor.engine.group import COUNT, NEWEST, VALUE, Group
 from monitor.engine.hll import HLL
 from monitor.rules.compile import Counter, getter, group_key, hashable, unkey
 from monitor.rules.model import RuleSpec
@@ -28,25 +36,6 @@ Event = dict[str, Any]
 # What a rule hands back when it fires: (window end bucket or None, value, fired_at,
 # events in window, sample ids, group key). The engine turns it into an Alert.
 Fire = tuple[int | None, Any, int, int, list[Any], Hashable]
-
-VALUE, COUNT, NEWEST = 0, 1, 2
-
-
-class Group:
-    __slots__ = ("buckets", "count", "cur", "fires", "newest", "refs", "samples", "sketch", "stored", "total")
-
-    def __init__(self, ts: int, cur: int, total: Any, refs: dict[Any, int] | None) -> None:
-        self.newest = ts
-        self.cur = cur  # bucket of the newest event
-        self.buckets: dict[int, list[Any]] = {}
-        self.total: Any = total  # aggregate over the window ending at ``cur``
-        self.count = 0  # events in that window
-        self.fires: list[int] | tuple[()] = ()  # most groups never fire: no list for them
-        self.samples: list[Any] = []  # flat: time, id, time, id, ... of the last 5 events with an id
-        self.refs = refs  # distinct, counted exactly: value -> buckets holding it
-        self.sketch: HLL | None = None  # distinct past the exact limit: union of the window
-        self.stored = 0  # distinct: values kept across buckets
-
 
 class RuleState:
     """Everything one rule remembers, plus counters the telemetry reads per batch."""
@@ -232,7 +221,8 @@ class RuleState:
                 refs[contrib] = refs.get(contrib, 0) + 1
                 g.total = len(refs)
                 if g.stored > self.exact_limit:
-                    self._to_sketch(g)
+                    to_sketch(g, self.nb)
+                    self.approximations += 1
             total = g.total
         else:
             self._add(g, b, ts, contrib, in_window=True)
@@ -285,52 +275,8 @@ class RuleState:
             if in_window and (g.total is None or v > g.total):
                 g.total = v
         else:
-            self._add_distinct(g, bucket, v, in_window)
-
-    def _add_distinct(self, g: Group, bucket: list[Any], v: Any, in_window: bool) -> None:
-        """Buckets hold sets until the group holds more than the exact limit; then they
-        become sketches. New buckets start as sets again, so a group returns to exact
-        counting once its sketched buckets have left (see ``_advance``)."""
-        values = bucket[VALUE]
-        if values.__class__ is HLL:
-            values.add(v)
-        elif v not in values:
-            values.add(v)
-            g.stored += 1
-            if g.refs is not None and in_window:
-                g.refs[v] = g.refs.get(v, 0) + 1
-                g.total = len(g.refs)
-        else:
-            return
-        if g.sketch is not None and in_window:
-            g.sketch.add(v)
-            g.total = g.sketch.estimate()
-        if g.stored > self.exact_limit:
-            self._to_sketch(g)
-
-    def _to_sketch(self, g: Group) -> None:
-        if g.sketch is None:
-            self.approximations += 1
-        for bucket in g.buckets.values():
-            bucket[VALUE] = _as_sketch(bucket[VALUE])
-        g.refs = None
-        g.stored = 0
-        self._rebuild_sketch(g)
-
-    def _rebuild_sketch(self, g: Group) -> None:
-        low = g.cur - self.nb
-        g.sketch = HLL.union([_as_sketch(bk[VALUE]) for k, bk in g.buckets.items() if k > low])
-        g.total = g.sketch.estimate()
-
-    def _back_to_exact(self, g: Group) -> None:
-        """Once no sketched bucket is left, the group counts exactly again."""
-        refs: dict[Any, int] = {}
-        low = g.cur - self.nb
-        for k, bk in g.buckets.items():
-            if k > low:
-                for v in bk[VALUE]:
-                    refs[v] = refs.get(v, 0) + 1
-        g.refs, g.sketch, g.total = refs, None, len(refs)
+            if add_distinct(g, bucket, v, in_window, self.exact_limit, self.nb):
+                self.approximations += 1
 
     def _advance(self, g: Group, b: int, ts: int) -> None:
         """Slide the running window from ``g.cur`` to ``b`` and prune unreachable buckets."""
@@ -378,9 +324,9 @@ class RuleState:
         elif kind == "distinct":
             if g.sketch is not None:
                 if any(bk[VALUE].__class__ is HLL for bk in buckets.values()):
-                    self._rebuild_sketch(g)
+                    rebuild_sketch(g, self.nb)
                 else:
-                    self._back_to_exact(g)
+                    back_to_exact(g, self.nb)
             else:
                 assert g.refs is not None
                 g.total = len(g.refs)
@@ -418,13 +364,8 @@ class RuleState:
         elif kind == "max":
             vals = [bk[VALUE] for bk in inside if bk[VALUE] is not None]
             value = max(vals) if vals else None
-        elif any(bk[VALUE].__class__ is HLL for bk in inside):
-            value = HLL.union([_as_sketch(bk[VALUE]) for bk in inside]).estimate()
         else:
-            union: set[Any] = set()
-            for bk in inside:
-                union |= bk[VALUE]
-            value = len(union)
+            value = distinct_count([bk[VALUE] for bk in inside])
         return value, count, newest
 
     def _samples(self, g: Group, end: int) -> list[Any]:
@@ -444,11 +385,3 @@ class RuleState:
         assert isinstance(key, tuple)
         return [unkey(k) for k in key]
 
-
-def _as_sketch(values: set[Any] | HLL) -> HLL:
-    if isinstance(values, HLL):
-        return values
-    sketch = HLL()
-    for v in values:
-        sketch.add(v)
-    return sketch
