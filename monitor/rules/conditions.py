@@ -1,0 +1,131 @@
+"""Validation of which events a rule counts: its ``match`` conditions and ``when`` schedule.
+
+Each ``match`` entry is a field path with one or more operators; every operator has its
+own idea of a valid value (a list, text, a regex RE2 accepts, a network), and a
+``$name`` value is resolved here against the rule set's lists. ``when`` names a schedule,
+which must have been defined without errors. Kept apart from the rest of a rule because
+the operator table is the part that grows.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from monitor.rules.compile import compile_regex
+from monitor.rules.context import FIELD, NAME, FileDoc, ValidationContext, is_number, is_scalar
+from monitor.rules.model import MATCH_OPS, Condition
+from monitor.rules.schedule import Schedule
+from monitor.rules.yamlpos import Path
+
+_LIST_OPS = ("in", "not_in", "cidr")
+
+
+class ConditionChecks(ValidationContext):
+    """Checks ``match`` into :class:`Condition` objects and ``when`` into a schedule."""
+
+    def _match(self, f: FileDoc, path: Path, match: Any, rid: str | None) -> list[Condition]:
+        doc = f.doc
+        out: list[Condition] = []
+        if not isinstance(match, dict):
+            self._report(f, doc.where((*path, "match")), "match must be a mapping of field: condition", rid)
+            return out
+        for fld, cond in match.items():
+            fpath: Path = (*path, "match", fld)
+            if not FIELD.match(fld):
+                self._report(f, doc.key_at(fpath), f"invalid field path {fld!r}", rid)
+                continue
+            if isinstance(cond, dict):
+                if not cond:
+                    self._report(f, doc.where(fpath), f"{fld}: no operator given", rid)
+                for op, value in cond.items():
+                    c = self._condition(f, (*fpath, op), fld, op, value, rid)
+                    if c is not None:
+                        out.append(c)
+            elif isinstance(cond, list):
+                self._report(f, doc.where(fpath), f"{fld}: a list needs an operator, e.g. {{in: [...]}}", rid)
+            else:
+                c = self._condition(f, fpath, fld, "eq", cond, rid, bare=True)
+                if c is not None:
+                    out.append(c)
+        return out
+
+    def _condition(
+        self, f: FileDoc, path: Path, fld: str, op: str, value: Any, rid: str | None, *, bare: bool = False
+    ) -> Condition | None:
+        doc = f.doc
+        pos = doc.where(path)
+
+        def bad(msg: str) -> None:
+            self._report(f, pos, f"{fld}: {msg}", rid)
+
+        if op not in MATCH_OPS:
+            self._report(f, doc.key_at(path), f"{fld}: unknown operator {op!r} (one of {', '.join(MATCH_OPS)})", rid)
+            return None
+        if isinstance(value, str) and value.startswith("$") and NAME.match(value[1:]):
+            if op not in _LIST_OPS:
+                bad(f"a list reference ({value}) works with {', '.join(_LIST_OPS)} only")
+                return None
+            if value[1:] not in self.lists:
+                bad(f"undefined list {value}")
+                return None
+            value = self.lists[value[1:]]
+        if op in ("eq", "ne"):
+            if not is_scalar(value):
+                bad(f"{op if not bare else 'a value'} needs text, a number or a boolean"
+                    + ("; to test for a missing field use {exists: false}" if value is None else ""))
+                return None
+        elif op in ("in", "not_in"):
+            if not isinstance(value, list) or not all(is_scalar(v) for v in value):
+                bad(f"{op} needs a list of values or a $list")
+                return None
+        elif op in ("contains", "startswith", "endswith"):
+            if not (isinstance(value, str) or (op == "contains" and is_scalar(value))):
+                bad(f"{op} needs text")
+                return None
+        elif op == "regex":
+            if not isinstance(value, str):
+                bad("regex needs text")
+                return None
+            try:
+                compile_regex(value)
+            except Exception as exc:  # re2 raises its own error type, with bytes
+                detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+                bad(f"bad regex {value!r}: {detail}")
+                return None
+        elif op == "cidr":
+            nets = value if isinstance(value, list) else [value]
+            for net in nets:
+                try:
+                    if not isinstance(net, str):
+                        raise ValueError(f"{net!r} is not text")
+                    ipaddress.ip_network(net, strict=False)
+                except ValueError as exc:
+                    bad(f"bad network {net!r}: {exc}")
+                    return None
+            value = list(nets)
+        elif op in ("gt", "gte", "lt", "lte"):
+            if not (is_number(value) or isinstance(value, str)):
+                bad(f"{op} needs a number or text")
+                return None
+        elif op == "exists" and not isinstance(value, bool):
+            bad("exists needs true or false")
+            return None
+        return Condition(fld, op, value, pos)
+
+    def _when(self, f: FileDoc, path: Path, when: Any, rid: str | None) -> tuple[str, Schedule] | bool | None:
+        if when is None:
+            return None
+        wpath: Path = (*path, "when")
+        if not isinstance(when, dict) or len(when) != 1:
+            self._report(f, f.doc.where(wpath), "when must be {inside: SCHEDULE} or {outside: SCHEDULE}", rid)
+            return False
+        ((kind, name),) = when.items()
+        if kind not in ("inside", "outside"):
+            self._report(f, f.doc.key_at((*wpath, kind)), f"when: unknown key {kind!r} (inside or outside)", rid)
+            return False
+        if not isinstance(name, str) or name not in self.schedules:
+            problem = f"schedule {name!r} has errors" if isinstance(name, str) and name in self._broken else f"undefined schedule {name!r}"
+            self._report(f, f.doc.where((*wpath, kind)), f"when: {problem}", rid)
+            return False
+        return (kind, self.schedules[name])
