@@ -62,7 +62,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allowed-lateness", type=_duration, default=60_000, metavar="D",
                    help="how much older than its group's newest event an event may be (default: 60s)")  # fmt: skip
     p.add_argument("--max-future-skew", type=_duration, default=300_000, metavar="D",
-                   help="events further ahead of the newest event time are skipped; 0s turns the check off (default: 5m)")  # fmt: skip
+                   help="an event further ahead of the newest event time is skipped unless the next event confirms the jump; 0s turns the check off (default: 5m)")  # fmt: skip
     p.add_argument("--max-groups", type=_positive_int, default=100_000, metavar="N",
                    help="window groups kept per rule before the least recently active is evicted (default: 100000)")  # fmt: skip
     p.add_argument("--distinct-exact-limit", type=_positive_int, default=4096, metavar="N",
