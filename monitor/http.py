@@ -90,7 +90,7 @@ class HttpServer:
 
     async def _alerts(self, request: web.Request) -> web.Response:
         text = request.query.get("limit", "100")
-        if not text.isdigit() or int(text) < 1:
+        if not (text.isascii() and text.isdigit() and len(text) <= 9 and int(text) >= 1):
             return web.json_response({"error": "limit must be a whole number above zero"}, status=400)
         alerts = self.status.recent_alerts(min(int(text), ALERTS_LIMIT_MAX))
         return web.json_response({"alerts": alerts, "count": len(alerts)})

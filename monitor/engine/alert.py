@@ -29,8 +29,12 @@ def alert_id(rule: str, group_values: list[Any], fired_at_ms: int) -> str:
 
 
 def _number(v: Any) -> Any:
+    """A number as JSON can carry it: whole floats as integers, and integers beyond 64 bits
+    (a sum of attacker-sized fields) as floats, since no JSON encoder here takes them."""
     if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
         return int(v)
+    if isinstance(v, int) and not isinstance(v, bool) and not (-(2**63) <= v < 2**64):
+        return float(v)
     return v
 
 
@@ -60,7 +64,7 @@ class Alert:
             "severity": self.severity,
             "group": self.group,
             "value": _number(self.value),
-            "threshold": self.threshold,
+            "threshold": {op: _number(n) for op, n in self.threshold.items()},
             "window": self.window,
             "window_start": format_ts(self.window_start_ms),
             "window_end": format_ts(self.window_end_ms),
