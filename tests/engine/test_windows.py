@@ -262,6 +262,6 @@ def test_disabled_rules_do_not_run() -> None:
 def test_an_alert_over_a_sum_beyond_64_bits_still_serialises() -> None:
     # Attacker-sized fields (each within what JSON decoding accepts) add up past 2**64.
     big = 2**64 - 1
-    eng = engine(counting(window="1m", aggregate={"sum": "rows"}, threshold={"gt": 1e19}))
+    eng = engine(counting(window="1m", aggregate={"sum": "rows"}, threshold={"gt": 2e19}))
     (alert,) = run(eng, [ev(T0, rows=big), ev(T0 + 1, rows=big)])
     assert orjson.loads(alert.to_json())["value"] == float(2 * big)
