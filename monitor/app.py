@@ -32,6 +32,7 @@ from monitor.engine import Engine, EngineOptions
 from monitor.engine.alert import Alert
 from monitor.http import HttpServer
 from monitor.outputs import Delivery, Output, OutputContext, build_outputs
+from monitor.outputs.base import Abandoned
 from monitor.rules.errors import RuleLoadError
 from monitor.rules.loader import RuleSet, load_rules
 from monitor.sources.kafka import KafkaSource, Records
@@ -55,7 +56,8 @@ class Daemon:
             config.outputs, OutputContext(kafka=config.kafka, stdout=stdout)
         )
         k = config.kafka
-        self.delivery = Delivery(self.outputs, self.telemetry,
+        self.stopping = asyncio.Event()
+        self.delivery = Delivery(self.outputs, self.telemetry, stopping=self.stopping,
                                  backoff_initial=k.retry_backoff / 1000, backoff_max=k.retry_backoff_max / 1000)  # fmt: skip
         self.source = KafkaSource(k, self.telemetry, before_commit=self._flush_outputs)
         self.ruleset: RuleSet | None = None
@@ -63,7 +65,6 @@ class Daemon:
         self.decoder = Decoder(time_field=config.engine.time_field, max_future_skew_ms=config.engine.max_future_skew)
         self.recent: deque[dict[str, Any]] = deque(maxlen=config.http.recent_alerts)
         self.http_port: int | None = None
-        self.stopping = asyncio.Event()
         self._signals = 0
         self._unflushed = False
         self.events_total = 0
@@ -145,6 +146,8 @@ class Daemon:
             if await self._until_stopping(self.delivery.start()) and await self.source.start(self.stopping):
                 self.telemetry.lifecycle("running")
                 await self._loop()
+        except Abandoned as exc:  # stopping while an output or the broker kept failing
+            self.telemetry.lifecycle("batch_abandoned", reason=str(exc))
         finally:
             await self.source.stop()
             await self.delivery.stop()

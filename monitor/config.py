@@ -13,6 +13,7 @@ positioned messages is :mod:`monitor.configload`; :func:`load_config` and
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -30,6 +31,7 @@ from pydantic import (
 
 from monitor.configload import ENV_PREFIX as ENV_PREFIX
 from monitor.configload import ConfigError as ConfigError
+from monitor.configload import KeyProblem
 from monitor.configload import load_config as load_config
 from monitor.timeparse import parse_duration
 
@@ -96,6 +98,24 @@ class KafkaConfig(_Model):
     retry_backoff: Duration = 500
     retry_backoff_max: Duration = 30_000
 
+    @field_validator("topic_pattern")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return v
+
+    def consumes(self, topic: str) -> tuple[str | int, ...] | None:
+        """The key (path under ``kafka``) by which ``topic`` is consumed, or None.
+
+        aiokafka matches ``topic_pattern`` with ``re.match``: a prefix match."""
+        if self.topic_pattern is not None:
+            return ("topic_pattern",) if re.match(self.topic_pattern, topic) else None
+        return ("topics", self.topics.index(topic)) if topic in self.topics else None
+
     @model_validator(mode="after")
     def _consistent(self) -> KafkaConfig:
         if bool(self.topics) == bool(self.topic_pattern):
@@ -108,6 +128,9 @@ class KafkaConfig(_Model):
             raise ValueError(f"a sasl section needs a SASL security_protocol, not {self.security_protocol}")
         if not self.security_protocol.endswith("SSL") and self.ssl is not None:
             raise ValueError(f"an ssl section needs security_protocol SSL or SASL_SSL, not {self.security_protocol}")
+        if self.dead_letter_topic and (key := self.consumes(self.dead_letter_topic)):
+            raise KeyProblem(key, f"consumes the dead-letter topic {self.dead_letter_topic!r}: the daemon would "
+                                  "read its own dead letters back for ever")  # fmt: skip
         return self
 
     def client_options(self, bootstrap_servers: list[str] | None = None) -> dict[str, Any]:
@@ -219,6 +242,13 @@ class Config(_Model):
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
             raise ValueError(f"outputs: give each output of a type a distinct name: {', '.join(dupes)}")
+        k = self.kafka
+        for o in self.outputs:  # an alerts topic on the source's own cluster must not be consumed
+            if not isinstance(o, KafkaOutputConfig) or set(o.bootstrap_servers or k.bootstrap_servers) != set(k.bootstrap_servers):
+                continue
+            if key := k.consumes(o.topic):
+                raise KeyProblem(("kafka", *key), f"consumes the alerts topic {o.topic!r} of output {o.label!r}: "
+                                                  "the daemon would read its own alerts back")  # fmt: skip
         return self
 
 

@@ -46,6 +46,15 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
 
 
+class KeyProblem(ValueError):
+    """A model validator's error about a key below the model: ``path`` is relative to
+    the model, so the message is positioned at that key rather than at the section."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read, override from the environment, validate; raise :class:`ConfigError` with all problems."""
     from monitor.config import Config
@@ -138,6 +147,9 @@ def _describe(
 ) -> tuple[tuple[int, int], str]:
     """((line, col) to sort by, ``FILE:LINE:COL: key.path: message``) for one pydantic error."""
     loc = tuple(err["loc"])
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, KeyProblem):
+        loc += cause.path
     path, complete = _data_path(loc, data)
     kind = err["type"]
     message = str(err["msg"]).removeprefix("Value error, ")

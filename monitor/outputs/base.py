@@ -4,7 +4,9 @@ Offsets are committed only after every output has acknowledged the alerts of the
 committed events, so an output must never report success it has not got, and a failing
 output must never be skipped. Retrying lives here, once: an output's ``_send`` makes one
 attempt and raises on failure; :class:`Delivery` counts the failure, waits with backoff
-and tries again, for that output only, until it succeeds or the daemon is killed.
+and tries again, for that output only, until it succeeds, the daemon is killed, or a stop
+is requested: then the work in hand is given up (:class:`Abandoned`), so the caller must
+not count it as delivered.
 """
 
 from __future__ import annotations
@@ -17,6 +19,24 @@ from typing import ClassVar
 
 from monitor.engine.alert import Alert
 from monitor.telemetry import Telemetry
+
+
+class Abandoned(Exception):
+    """A stop was requested while retrying: the work in hand was not acknowledged."""
+
+
+async def wait_or_stop(stopping: asyncio.Event | None, seconds: float) -> bool:
+    """Wait ``seconds``, or less if ``stopping`` is set; True if it is set."""
+    if stopping is None:
+        await asyncio.sleep(seconds)
+        return False
+    if not stopping.is_set():
+        try:
+            async with asyncio.timeout(seconds):
+                await stopping.wait()
+        except TimeoutError:
+            pass
+    return stopping.is_set()
 
 
 class Backoff:
@@ -102,15 +122,20 @@ class Delivery:
     """Sends alerts to every output and returns once all of them acknowledged.
 
     ``failing`` names the outputs whose last attempt failed, for ``/readyz`` and people.
+    Once ``stopping`` is set, a failed attempt is not retried: the call raises
+    :class:`Abandoned` (every step is tried at least once, so a stop with healthy outputs
+    still delivers the batch in hand and flushes).
     """
 
     def __init__(self, outputs: Sequence[Output], telemetry: Telemetry, *, backoff_initial: float = 0.5,
-                 backoff_max: float = 30.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:  # fmt: skip
+                 backoff_max: float = 30.0, sleep: Callable[[float], Awaitable[None]] | None = None,
+                 stopping: asyncio.Event | None = None) -> None:  # fmt: skip
         self.outputs = list(outputs)
         self.telemetry = telemetry
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.sleep = sleep
+        self.stopping = stopping
         self.failing: dict[str, str] = {}
         telemetry.outputs_declared(o.name for o in self.outputs)
 
@@ -153,7 +178,12 @@ class Delivery:
                 # A failed send counts its alerts; a failed start or flush counts once.
                 outcome, count = ("error", n) if step == "send" else (f"{step}_error", 1)
                 self.telemetry.output_result(o.name, outcome, count, error=error)
-                await self.sleep(backoff.next())
+                if self.stopping is not None and self.stopping.is_set():
+                    raise Abandoned(f"stopping; output {o.name!r} failed: {error}") from exc
+                if self.sleep is not None:
+                    await self.sleep(backoff.next())
+                elif await wait_or_stop(self.stopping, backoff.next()):
+                    raise Abandoned(f"stopping; output {o.name!r} failed: {error}") from exc
                 continue
             self.failing.pop(o.name, None)
             if step == "send":
