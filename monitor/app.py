@@ -78,8 +78,10 @@ class Daemon:
         if self.ruleset is None:
             return False, "rules not loaded"
         ready, reason = self.source.ready()
-        if ready and self.delivery.failing:
-            reason = "consuming; failing outputs (retrying): " + ", ".join(sorted(self.delivery.failing))
+        if self.delivery.failing:
+            # Outputs start before the source: until they can, that is the reason to show.
+            failing = ", ".join(f"{name} ({error})" for name, error in sorted(self.delivery.failing.items()))
+            reason = ("consuming; " if ready else "") + "failing outputs (retrying): " + failing
         return ready, reason
 
     def rules(self) -> dict[str, Any] | None:

@@ -117,7 +117,7 @@ def run_replay(
     return stats
 
 
-TABLE_HEADER = f"{'FIRED AT':<24}  {'SEVERITY':<8}  {'RULE':<32}  {'GROUP':<28}  {'VALUE':>10}  SUMMARY"
+TABLE_HEADER = f"{'FIRED AT':<24}  {'SEVERITY':<8}  {'RULE':<34}  {'GROUP':<24}  {'VALUE':>14}  SUMMARY"
 
 
 def table_row(alert: Alert) -> str:
@@ -126,8 +126,8 @@ def table_row(alert: Alert) -> str:
     value = d["value"]
     value_text = f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
     return (
-        f"{d['fired_at']:<24}  {alert.severity:<8}  {alert.rule[:32]:<32}  {group[:28]:<28}  "
-        f"{value_text:>10}  {alert.summary}"
+        f"{d['fired_at']:<24}  {alert.severity:<8}  {alert.rule[:34]:<34}  {group[:24]:<24}  "
+        f"{value_text:>14}  {alert.summary}"
     )
 
 
