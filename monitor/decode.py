@@ -7,7 +7,7 @@ which the caller counts, logs and, in the daemon, dead-letters.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -128,6 +128,3 @@ def sample(raw: bytes | str, limit: int = 200) -> str:
     text = text.rstrip("\r\n")
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
-
-def wall_clock_ms(clock: Callable[[], float]) -> int:
-    return int(clock() * 1000)

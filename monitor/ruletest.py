@@ -16,7 +16,6 @@ import orjson
 
 from monitor.decode import Decoder
 from monitor.engine import Alert, Engine, EngineOptions
-from monitor.rules.errors import Problem
 from monitor.rules.loader import TEST_SUFFIXES, RuleSet, hidden
 from monitor.rules.yamlpos import YamlProblem, load
 from monitor.timeparse import parse_duration, parse_ts
@@ -197,6 +196,3 @@ def run_tests(path: Path, ruleset: RuleSet) -> list[CaseResult]:
         results.extend(run_file(f, ruleset))
     return results
 
-
-def no_tests_problem(path: Path) -> Problem:
-    return Problem(str(path), 1, 1, "no rule tests (*.test.yaml) found")

@@ -51,7 +51,6 @@ class Engine:
         self.states: list[RuleState] = []
         self.newest: int | None = None  # newest event time seen overall
         self._last_sweep: int | None = None
-        self.forgotten = 0
         rules = list(ruleset.enabled)
         self.states = [self._state(r) for r in rules]
         self._dispatch = (build if generated else reference)(rules, self.states)
@@ -87,7 +86,8 @@ class Engine:
             self._last_sweep = now
         elif now - self._last_sweep >= SWEEP_EVERY_MS:
             self._last_sweep = now
-            self.forgotten += sum(s.sweep(now) for s in self.states)
+            for s in self.states:
+                s.sweep(now)
 
     def _alert(self, state: RuleState, fire: Fire, e: Event) -> Alert:
         end, value, fired_at, count, samples, key = fire

@@ -44,8 +44,6 @@ class HLL:
     def merge(self, other: HLL) -> None:
         self.registers = bytearray(map(max, self.registers, other.registers))
 
-    def copy(self) -> HLL:
-        return HLL(bytearray(self.registers))
 
     def estimate(self) -> int:
         regs = self.registers

@@ -71,7 +71,6 @@ class RuleState:
         self.late = 0
         self.evictions = 0
         self.approximations = 0
-        self.forgotten = 0
         self.mismatch = Counter()
         self._cap_scan = -(2**62)
         # Fires a later evaluation could still be within `suppress` of: windowed rules see
@@ -104,7 +103,7 @@ class RuleState:
             # groups is O(cap), so it is done at most once per second of clock.
             if clock - self._cap_scan >= 1000:
                 self._cap_scan = clock
-                self.forgotten += self._drop_stale(clock)
+                self._drop_stale(clock)
             if len(groups) >= self.max_groups:
                 groups.popitem(last=False)
                 self.evictions += 1

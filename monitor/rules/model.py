@@ -9,7 +9,6 @@ from monitor.rules.errors import Pos
 from monitor.rules.schedule import Schedule
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
-AGGREGATES = ("count", "sum", "distinct", "max")
 THRESHOLD_OPS = ("gt", "gte", "lt", "lte", "eq")
 MATCH_OPS = (
     "eq", "ne", "in", "not_in", "contains", "startswith", "endswith",

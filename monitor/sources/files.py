@@ -22,7 +22,6 @@ class Batch:
     name: str
     first_line: int  # line number of lines[0]; lines[i] is line first_line + i
     lines: list[bytes]  # as read, blank lines included (the decoder skips them)
-    bytes_read: int
 
     def line_number(self, index: int) -> int:
         return self.first_line + index
@@ -83,5 +82,5 @@ class FileSource:
             lines = f.readlines(hint)
             if not lines:
                 return
-            yield Batch(label, first, lines, sum(map(len, lines)))
+            yield Batch(label, first, lines)
             first += len(lines)
