@@ -11,15 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.engine.group import VALUE, Group
-from monitor.engine.hll import HLL
+from monitor.engine.hll import HLL, hash64
 
 
 def add_distinct(g: Group, bucket: list[Any], v: Any, in_window: bool, exact_limit: int, nb: int) -> bool:
     """Add ``v`` to a bucket (and the running window when ``in_window``); True when
     the group had to switch to sketches."""
     values = bucket[VALUE]
+    h = None
     if values.__class__ is HLL:
-        values.add(v)
+        h = hash64(v)
+        values.add_hash(h)
     elif v not in values:
         values.add(v)
         g.stored += 1
@@ -29,7 +31,7 @@ def add_distinct(g: Group, bucket: list[Any], v: Any, in_window: bool, exact_lim
     else:
         return False
     if g.sketch is not None and in_window:
-        g.sketch.add(v)
+        g.sketch.add_hash(hash64(v) if h is None else h)
         g.total = g.sketch.estimate()
     if g.stored > exact_limit:
         first = g.sketch is None
