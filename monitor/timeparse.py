@@ -70,22 +70,23 @@ class _Second:
 
 
 _last_second = _Second()
+_MILLIS = {f"{i:03d}": i for i in range(1000)}
 
 
 def _parse_str(s: str) -> int | None:
     # Fastest path: "YYYY-MM-DDTHH:MM:SS.mmmZ" in the same second as the previous event
     # (a stream in time order sends many events a second), else in a second seen before.
     if len(s) == 24 and s[23] == "Z" and s[19] == ".":
-        frac = s[20:23]
-        if frac.isdigit() and frac.isascii():
+        ms = _MILLIS.get(s[20:23])  # checks the three digits and reads them in one lookup
+        if ms is not None:
             last = _last_second
             if s.startswith(last.prefix):
-                return last.base + int(frac)
+                return last.base + ms
             prefix = s[:19]
             base = _SECOND_CACHE.get(prefix)
             if base is not None:
                 last.prefix, last.base = prefix, base
-                return base + int(frac)
+                return base + ms
     return _parse_minute(s)
 
 
