@@ -23,7 +23,13 @@ def hash64(value: Any) -> int:
     """A hash that is the same in every process, unlike ``hash()`` on text.
 
     Text and other JSON values get different prefixes, so "1" and 1 stay two values."""
-    data = b"s" + value.encode() if value.__class__ is str else b"j" + orjson.dumps(value)
+    cls = value.__class__
+    if cls is str:
+        data = b"s" + value.encode()
+    elif cls is int or (cls is float and value.is_integer() and abs(value) < 2**63):
+        data = b"j" + str(int(value)).encode()  # 1 and 1.0 are one JSON number; any size
+    else:
+        data = b"j" + orjson.dumps(value)
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
