@@ -21,6 +21,7 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -30,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 from monitor.decode import Decoder  # noqa: E402
 from monitor.engine import Alert, Engine  # noqa: E402
 from monitor.replay import run_replay  # noqa: E402
-from monitor.rules.loader import load_rules  # noqa: E402
+from monitor.rules.compile import getter  # noqa: E402
+from monitor.rules.loader import CompiledRule, load_rules  # noqa: E402
 from monitor.runtime import tune_gc  # noqa: E402
 from monitor.simulate import generate, write_jsonl  # noqa: E402
 from monitor.sources.files import FileSource  # noqa: E402
@@ -109,34 +111,21 @@ def interleaved(path: Path, rules: Path) -> tuple[int, float, float, int]:
 
 def windowed_share(path: Path, rules: Path, limit: int = 200_000) -> float:
     """Share of events that match at least one windowed rule (the state-touching path)."""
-    rs = load_rules(rules)
-    windowed = [r for r in rs.enabled if r.spec.window_ms]
-    hit = total = 0
+    windowed = [r for r in load_rules(rules).enabled if r.spec.window_ms]
+    index_get = {r.id: getter(r.index.path) for r in windowed if r.index is not None}
+
+    def hits(r: CompiledRule, e: dict[str, Any], ts: int) -> bool:
+        if r.index is not None:
+            v = index_get[r.id](e)
+            if not (v == r.index.value if r.index.op == "eq" else v in r.index.value):
+                return False
+        return r.test(e, ts)
+
     with path.open("rb") as f:
-        for line in f:
-            e = orjson.loads(line)
-            total += 1
-            for r in windowed:
-                idx = r.index
-                if idx is not None:
-                    from monitor.rules.compile import getter
-
-                    v = getter(idx.path)(e)
-                    ok = v == idx.value if idx.op == "eq" else v in idx.value
-                    if not ok:
-                        continue
-                if r.test(e, 0 if r.spec.when is None else _ts(e)):
-                    hit += 1
-                    break
-            if total >= limit:
-                break
-    return hit / max(total, 1)
-
-
-def _ts(e: dict[str, object]) -> int:
-    from monitor.timeparse import parse_ts
-
-    return parse_ts(e.get("ts")) or 0
+        lines = [line for _, line in zip(range(limit), f, strict=False)]
+    good, _ = Decoder().decode(lines)
+    hit = sum(any(hits(r, e, ts) for r in windowed) for e, ts in good)
+    return hit / max(len(good), 1)
 
 
 def bytes_per_group(path: Path, rules: Path, events: int = 300_000) -> tuple[float, int]:

@@ -315,23 +315,7 @@ def compile_test(
         def sched(ts: int) -> bool:
             return contains(ts) is inside
 
-    # Unrolled for the usual sizes: a loop costs more than the tests themselves here.
-    if sched is None:
-        if not checks:
-            return lambda e, ts: True
-        if len(checks) == 1:
-            (c1,) = checks
-            return lambda e, ts: c1(e)
-        if len(checks) == 2:
-            c1, c2 = checks
-            return lambda e, ts: c1(e) and c2(e)
-        if len(checks) == 3:
-            c1, c2, c3 = checks
-            return lambda e, ts: c1(e) and c2(e) and c3(e)
-        if len(checks) == 4:
-            c1, c2, c3, c4 = checks
-            return lambda e, ts: c1(e) and c2(e) and c3(e) and c4(e)
-
+    # Off the hot path: the generated dispatch loop inlines most conditions itself.
     def test(e: Event, ts: int) -> bool:
         for c in checks:
             if not c(e):
