@@ -1,14 +1,12 @@
 """Real, public AWS CloudTrail recordings of attack simulations, replayed through rules in
 tests/fixtures/rules/cloudtrail: data in a format nobody on this project wrote.
 
-The recordings live outside the repository, in ``shared/datasets`` beside it (see that
-folder's README). Without them the tests skip, except in CI (CI=true), where they fail.
+The recordings live in ``tests/data`` with their MIT licences (see that folder's README).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,7 +19,7 @@ from monitor.decode import Decoder
 from monitor.timeparse import format_ts, parse_ts
 
 REPO = Path(__file__).resolve().parent.parent
-DATASETS = REPO.parent / "shared" / "datasets"
+DATASETS = REPO / "tests" / "data"
 RULES = REPO / "tests" / "fixtures" / "rules" / "cloudtrail"
 OTRF = DATASETS / "cloudtrail-otrf-s3-exfil" / "ec2_proxy_s3_exfiltration_2020-09-14011940.json"
 STRATUS = DATASETS / "cloudtrail-invictus-stratus" / "records.jsonl"
@@ -32,11 +30,7 @@ PASSWORD_ROLE = "arn:aws:sts::123837392027:assumed-role/stratus-red-team-ec2-get
 
 
 def _dataset(path: Path) -> Path:
-    if not path.is_file():
-        message = f"public CloudTrail recording {path} is not there (expected in ../shared/datasets)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    assert path.is_file(), f"public CloudTrail recording {path} is missing from the repository"
     return path
 
 
