@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 
 from monitor.rules.compile import getter
-from monitor.timeparse import parse_str, parse_ts
+from monitor.timeparse import EVENT_TIME_MAX_MS, EVENT_TIME_MIN_MS, parse_str, parse_ts
 
 Event = dict[str, Any]
 _NEVER = -(2**62)
-REASONS = ("invalid_json", "not_an_object", "missing_time", "bad_time", "future_time")
+REASONS = ("invalid_json", "not_an_object", "missing_time", "bad_time", "future_time", "time_out_of_range")
 
 
 class Decoder:
@@ -81,6 +81,9 @@ class Decoder:
             ts = parse_str(t) if t.__class__ is str else parse_ts(t)
             if ts is None:
                 bad.append((i, "bad_time"))
+                continue
+            if not EVENT_TIME_MIN_MS <= ts < EVENT_TIME_MAX_MS:
+                bad.append((i, "time_out_of_range"))
                 continue
             if limit is not None and ts > limit:
                 if reference_ms is not None:

@@ -54,6 +54,10 @@ class Metrics:
             f"{p}distinct_approximations", "Groups whose distinct count switched to HyperLogLog.",
             ["rule"], registry=r,
         )  # fmt: skip
+        self.saturated_sums = Counter(
+            f"{p}saturated_sums", "Sum windows whose exact value left the float range, held at the bound.",
+            ["rule"], registry=r,
+        )  # fmt: skip
         self.active_groups = Gauge(f"{p}active_groups", "Window groups held, by rule.", ["rule"], registry=r)
         self.rules_loaded = Gauge(f"{p}rules_loaded", "Enabled rules in force.", registry=r)
         self.rule_reloads = Counter(
@@ -270,12 +274,15 @@ class Telemetry:
             if synced is None or synced[0] is not state:
                 synced = self._synced[id(state)] = self._children(state)
             _, children, last = synced
-            values = (state.matches, state.late, state.evictions, state.approximations, state.mismatch.value)
+            values = (
+                state.matches, state.late, state.evictions, state.approximations, state.mismatch.value,
+                state.saturations,
+            )  # fmt: skip
             for i, value in enumerate(values):
                 if value > last[i]:
                     children[i].inc(value - last[i])
                     last[i] = value
-            children[5].set(len(state.groups))
+            children[6].set(len(state.groups))
 
     def _children(self, state: Any) -> tuple[Any, list[Any], list[int]]:
         """The rule's labelled metrics, looked up once: ``labels()`` costs more than the
@@ -285,6 +292,7 @@ class Telemetry:
         children = [
             m.rule_matches.labels(rule=rid), m.events_late.labels(rule=rid),
             m.group_evictions.labels(rule=rid), m.distinct_approximations.labels(rule=rid),
-            m.rule_type_mismatches.labels(rule=rid), m.active_groups.labels(rule=rid),
+            m.rule_type_mismatches.labels(rule=rid), m.saturated_sums.labels(rule=rid),
+            m.active_groups.labels(rule=rid),
         ]  # fmt: skip
-        return state, children, [0, 0, 0, 0, 0]
+        return state, children, [0, 0, 0, 0, 0, 0]

@@ -13,12 +13,20 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["format_duration", "format_ts", "parse_duration", "parse_str", "parse_ts"]
+__all__ = [
+    "EVENT_TIME_MAX_MS", "EVENT_TIME_MIN_MS", "format_duration", "format_ts", "parse_duration",
+    "parse_str", "parse_ts",
+]  # fmt: skip
 
 _EPOCH_MS_THRESHOLD = 1e11  # numbers above this are epoch milliseconds, below are seconds
 # Years 0001-9999 in ms; anything outside cannot be formatted back to RFC 3339.
 _MIN_MS = -62_135_596_800_000
 _MAX_MS = 253_402_300_799_999
+# The event times the monitor accepts (README "Limits"): 1970-01-01T00:00:00Z inclusive to
+# 9000-01-01T00:00:00Z exclusive. The margin up to year 9999 is what keeps everything
+# derived from an accepted time (window ends, suppression, formatting) representable.
+EVENT_TIME_MIN_MS = 0
+EVENT_TIME_MAX_MS = 221_845_392_000_000
 
 # re.ASCII: RFC 3339 digits are ASCII; without it \d also takes fullwidth or Arabic-Indic digits.
 _PREFIX = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})\Z", re.ASCII)
@@ -166,7 +174,13 @@ parse_str = _parse_str
 
 
 def format_ts(ms: int) -> str:
-    """RFC 3339 UTC with milliseconds, the form every alert carries."""
+    """RFC 3339 UTC with milliseconds, the form every alert carries.
+
+    Total: an instant outside years 0001-9999 (a window start before year 1 for a window
+    of millennia) is shown at the nearest representable instant instead of raising while
+    an alert is being built.
+    """
+    ms = min(max(ms, _MIN_MS), _MAX_MS)
     dt = datetime.fromtimestamp(ms // 1000, UTC)
     # %Y does not pad years before 1000 ("1-01-01"), which parse_ts rightly rejects.
     return f"{dt.year:04d}-{dt:%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"

@@ -8,7 +8,9 @@ rebalance all name the same alert the same way; outputs can deduplicate on it.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,7 @@ import orjson
 
 from monitor.timeparse import format_duration, format_ts
 
+_FLOAT_MAX = sys.float_info.max
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_@][A-Za-z0-9_.@-]*)\}")
 
 
@@ -34,7 +37,7 @@ def _number(v: Any) -> Any:
     if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
         return int(v)
     if isinstance(v, int) and not isinstance(v, bool) and not (-(2**63) <= v < 2**64):
-        return float(v)
+        return float(v) if abs(v) <= _FLOAT_MAX else math.copysign(_FLOAT_MAX, v)
     return v
 
 
@@ -56,9 +59,15 @@ class Alert:
     labels: dict[str, str]
     annotations: dict[str, str]
     sample_event_ids: list[Any] = field(default_factory=list)
+    # The value is a sum held at +-float max because the true sum is beyond it.
+    saturated: bool = False
+    # The value includes the evicted-group summary's over-estimate (README "Limits").
+    estimated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The alert as JSON; ``saturated`` and ``estimated`` appear only when true, so
+        an ordinary alert carries no flags to read past."""
+        out = {
             "id": self.id,
             "rule": self.rule,
             "severity": self.severity,
@@ -76,6 +85,11 @@ class Alert:
             "annotations": self.annotations,
             "sample_event_ids": self.sample_event_ids,
         }
+        if self.saturated:
+            out["saturated"] = True
+        if self.estimated:
+            out["estimated"] = True
+        return out
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())

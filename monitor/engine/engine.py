@@ -14,7 +14,7 @@ from typing import Any
 
 from monitor.engine.alert import Alert, alert_id, describe_window, render
 from monitor.engine.dispatch import build, reference
-from monitor.engine.windows import Fire, RuleState
+from monitor.engine.windows import SUM_BOUND, Fire, RuleState
 from monitor.rules.compile import Event, getter
 from monitor.rules.loader import CompiledRule, RuleSet
 
@@ -90,8 +90,13 @@ class Engine:
                 s.sweep(now)
 
     def _alert(self, state: RuleState, fire: Fire, e: Event) -> Alert:
-        end, value, fired_at, count, samples, key = fire
+        end, value, fired_at, count, samples, key, estimated = fire
         spec = state.spec
+        saturated = False
+        if state.kind == "sum" and not -SUM_BOUND < value < SUM_BOUND:
+            # at the bound, or an integer sum beyond what a float (and JSON) can carry
+            saturated = True
+            value = SUM_BOUND if value > 0 else -SUM_BOUND
         gvals = state.group_values(key)
         group = dict(zip(spec.group_by, gvals, strict=True))
         if end is None:
@@ -127,6 +132,8 @@ class Engine:
             labels=dict(spec.labels),
             annotations=annotations,
             sample_event_ids=samples,
+            saturated=saturated,
+            estimated=estimated,
         )
 
     # -- introspection for telemetry and tests ----------------------------------------

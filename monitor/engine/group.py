@@ -14,7 +14,7 @@ VALUE, COUNT, NEWEST = 0, 1, 2
 
 
 class Group:
-    __slots__ = ("buckets", "count", "cur", "fires", "newest", "refs", "samples", "sketch", "stored", "total")
+    __slots__ = ("buckets", "count", "cur", "fires", "newest", "refs", "samples", "seeded", "sketch", "stored", "total")
 
     def __init__(self, ts: int, cur: int, total: Any, refs: dict[Any, int] | None) -> None:
         self.newest = ts
@@ -27,3 +27,4 @@ class Group:
         self.refs = refs  # distinct, counted exactly: value -> buckets holding it
         self.sketch: HLL | None = None  # distinct past the exact limit: union of the window
         self.stored = 0  # distinct: values kept across buckets
+        self.seeded: int | None = None  # newest bucket seeded from the evicted-group summary

@@ -16,6 +16,7 @@ Semantics (the README's "Semantics" section is the contract; this is how it is k
 from __future__ import annotations
 
 import math
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -27,15 +28,58 @@ from monitor.engine.distinct import (
     rebuild_sketch,
     to_sketch,
 )
+from monitor.engine.evicted import Evicted
 from monitor.engine.group import COUNT, NEWEST, VALUE, Group
 from monitor.engine.hll import HLL
-from monitor.rules.compile import Counter, getter, group_key, hashable, unkey
+from monitor.rules.compile import TOO_LARGE, Counter, getter, group_key, hashable, unkey
 from monitor.rules.model import RuleSpec
 
 Event = dict[str, Any]
 # What a rule hands back when it fires: (window end bucket or None, value, fired_at,
-# events in window, sample ids, group key). The engine turns it into an Alert.
-Fire = tuple[int | None, Any, int, int, list[Any], Hashable]
+# events in window, sample ids, group key, whether the value is an estimate from the
+# evicted-group summary). The engine turns it into an Alert.
+Fire = tuple[int | None, Any, int, int, list[Any], Hashable, bool]
+
+# A sum whose exact value leaves the float range is reported at this bound, saturated.
+SUM_BOUND = sys.float_info.max
+_INF = float("inf")
+
+
+def saturating_sum(values: list[Any]) -> tuple[Any, bool]:
+    """(the exact float sum of ``values`` rounded once, whether it was saturated).
+
+    ``math.fsum`` raises on an intermediate overflow and on inf + -inf (a bucket whose
+    own running sum overflowed); neither may stop the monitor. The exact sum of finite
+    floats is then computed with integers (every float is an integer times a power of
+    two) and saturated at +-SUM_BOUND; a window holding an overflowed bucket is at the
+    bound of that bucket's sign (+ when both signs overflowed: err towards alerting).
+    """
+    try:
+        total = math.fsum(values)
+    except (OverflowError, ValueError):
+        total = _INF
+    else:
+        if -SUM_BOUND <= total <= SUM_BOUND:  # NaN is not
+            return total, False
+        if total != total and not any(v in (_INF, -_INF) for v in values):
+            return total, False  # NaN in, NaN out: only the engine's API can pass it
+    up = any(v == _INF for v in values)
+    down = any(v == -_INF for v in values)
+    if up or down:
+        return (SUM_BOUND if up else -SUM_BOUND), True
+    scale = 1 << 1100  # 2**1074 makes every float an integer; 1100 leaves headroom
+    exact = sum(_scaled(v, scale) for v in values)
+    bound = _scaled(SUM_BOUND, scale)
+    if exact > bound:
+        return SUM_BOUND, True
+    if exact < -bound:
+        return -SUM_BOUND, True
+    return exact / scale, False
+
+
+def _scaled(v: Any, scale: int) -> int:
+    n, d = v.as_integer_ratio()
+    return int(n * (scale // d))
 
 class RuleState:
     """Everything one rule remembers, plus counters the telemetry reads per batch."""
@@ -71,7 +115,10 @@ class RuleState:
         self.late = 0
         self.evictions = 0
         self.approximations = 0
+        self.saturations = 0  # sum windows computed at the bound
         self.mismatch = Counter()
+        # what evicted groups had, for count/sum/max windows; created at the first eviction
+        self.evicted: Evicted | None = None
         self._cap_scan = -(2**62)
         # Fires a later evaluation could still be within `suppress` of: windowed rules see
         # nothing older than the lateness; rules without a window see any event, and are
@@ -87,14 +134,27 @@ class RuleState:
         without one is left out (and counted as a type mismatch unless the field is absent).
         """
         if self.kind == "distinct":
-            return None if v is None else hashable(v)
+            if v is None:
+                return None
+            k = hashable(v)
+            if k is TOO_LARGE:
+                self.mismatch.value += 1
+                return None
+            return k
         if v is not None:
             self.mismatch.value += 1
         return None
 
-    def _group(self, key: Hashable, ts: int, clock: int) -> Group:
+    def _group(self, key: Hashable, ts: int, clock: int) -> Group | None:
         """A fresh group; an existing one idle past the horizon is forgotten first,
-        exactly as a sweep would have, so sweeping never changes an alert."""
+        exactly as a sweep would have, so sweeping never changes an alert.
+
+        None for a key past the size bounds (a type mismatch of the rule): only new
+        groups need the check, so the per-event path never pays for it.
+        """
+        if key is TOO_LARGE or (key.__class__ is tuple and TOO_LARGE in key):
+            self.mismatch.value += 1
+            return None
         groups = self.groups
         if key in groups:
             del groups[key]
@@ -105,13 +165,41 @@ class RuleState:
                 self._cap_scan = clock
                 self._drop_stale(clock)
             if len(groups) >= self.max_groups:
-                groups.popitem(last=False)
+                old_key, old = groups.popitem(last=False)
                 self.evictions += 1
+                if self.window is not None and self.kind != "distinct":
+                    if self.evicted is None:
+                        self.evicted = Evicted(self.kind, self.nb, self.lateness // self.res + 1)
+                    self.evicted.add(old_key, old.buckets, clock // self.res)
         if self.kind == "distinct":
             g = groups[key] = Group(ts, ts // self.res, 0, {})
         else:
             g = groups[key] = Group(ts, ts // self.res, None if self.kind == "max" else 0, None)
+            if self.evicted is not None:
+                self._seed(g, key, clock)
         return g
+
+    def _seed(self, g: Group, key: Hashable, clock: int) -> None:
+        """Start a new group from the evicted-group summary's estimate of its past."""
+        assert self.evicted is not None
+        seeds = self.evicted.estimate(key, g.cur, clock // self.res)
+        low = g.cur - self.nb
+        for b, v in seeds:
+            value: Any = v
+            if v.is_integer() and abs(v) < 2**53:
+                value = int(v)
+            g.buckets[b] = [value, 0, b * self.res]
+            g.seeded = b
+            if b > low:
+                if self.kind == "max":
+                    g.total = value if g.total is None or value > g.total else g.total
+                else:
+                    g.total += value
+        if g.total.__class__ is float and self.kind != "max":
+            g.total = self._fsum(g, g.cur)
+
+    def _estimated(self, g: Group, end: int) -> bool:
+        return g.seeded is not None and g.seeded > end - self.nb
 
     def _suppressed(self, g: Group, at: int) -> bool:
         s = self.suppress
@@ -168,6 +256,8 @@ class RuleState:
         g = self.groups.get(key)
         if g is None or clock - g.newest > self.horizon:
             g = self._group(key, ts, clock)
+            if g is None:
+                return None
         else:
             self.groups.move_to_end(key)
         newest = g.newest
@@ -233,15 +323,19 @@ class RuleState:
         if g.fires and self._suppressed(g, ts):
             return None
         self._record_fire(g, ts)
-        return (b, total, ts, g.count, self._samples(g, b), key)
+        return (b, total, ts, g.count, self._samples(g, b), key, self._estimated(g, b))
 
     def _apply_single(self, e: Event, ts: int, clock: int, key: Hashable, value: Any) -> Fire | None:
         if not self.threshold(value):
+            return None
+        if key is TOO_LARGE or (key.__class__ is tuple and TOO_LARGE in key):
+            self.mismatch.value += 1
             return None
         if self.suppress:
             g = self.groups.get(key)
             if g is None or clock - g.newest > self.horizon:
                 g = self._group(key, ts, clock)
+                assert g is not None  # the key is within bounds
             else:
                 self.groups.move_to_end(key)
             g.newest = max(g.newest, ts)
@@ -249,7 +343,7 @@ class RuleState:
                 return None
             self._record_fire(g, ts)
         eid = e.get("id")
-        return (None, value, ts, 1, [] if eid is None else [eid], key)
+        return (None, value, ts, 1, [] if eid is None else [eid], key, False)
 
     def _add(self, g: Group, b: int, ts: int, v: Any, *, in_window: bool) -> None:
         bucket = g.buckets.get(b)
@@ -331,9 +425,12 @@ class RuleState:
                 g.total = len(g.refs)
 
     def _fsum(self, g: Group, end: int) -> float:
-        """The exact float sum of the window ending at bucket ``end``."""
+        """The exact float sum of the window ending at bucket ``end``, saturated."""
         low = end - self.nb
-        return math.fsum(bk[VALUE] for k, bk in g.buckets.items() if low < k <= end)
+        total, saturated = saturating_sum([bk[VALUE] for k, bk in g.buckets.items() if low < k <= end])
+        if saturated:
+            self.saturations += 1
+        return total  # type: ignore[no-any-return]
 
     def _late(self, g: Group, key: Hashable, b: int, ts: int, contrib: Any) -> Fire | None:
         nb = self.nb
@@ -346,7 +443,7 @@ class RuleState:
             if self._suppressed(g, newest):
                 continue
             self._record_fire(g, newest)
-            return (end, value, newest, count, self._samples(g, end), key)
+            return (end, value, newest, count, self._samples(g, end), key, self._estimated(g, end))
         return None
 
     def _window_at(self, g: Group, end: int) -> tuple[Any, int, int]:
@@ -359,7 +456,9 @@ class RuleState:
         if kind == "count" or kind == "sum":
             value: Any = sum(bk[VALUE] for bk in inside)
             if value.__class__ is float:
-                value = math.fsum(bk[VALUE] for bk in inside)
+                value, saturated = saturating_sum([bk[VALUE] for bk in inside])
+                if saturated:
+                    self.saturations += 1
         elif kind == "max":
             vals = [bk[VALUE] for bk in inside if bk[VALUE] is not None]
             value = max(vals) if vals else None

@@ -259,12 +259,67 @@ class JsonKey(tuple[str]):
         return orjson.loads(self[0])
 
 
+# Bounds on a non-scalar value used as a group key or distinct value (README "Limits").
+KEY_MAX_DEPTH = 32
+KEY_MAX_JSON = 1024
+
+
+class _TooLarge:
+    """The key of a value past the bounds: a rule treats it as a type mismatch."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TOO_LARGE"
+
+
+TOO_LARGE: Hashable = _TooLarge()
+
+
+def _within_bounds(v: Any) -> bool:
+    """Whether ``v`` nests at most KEY_MAX_DEPTH deep and has at most KEY_MAX_JSON values.
+
+    Iterative, and it stops at the first value past either bound, so a value nested a
+    thousand deep or a list of a million items costs no more than a bounded one.
+    Every value is at least one character of JSON, so more values than KEY_MAX_JSON is
+    already too much text.
+    """
+    stack = [(v, 1)]
+    seen = 0
+    while stack:
+        x, depth = stack.pop()
+        seen += 1
+        if seen > KEY_MAX_JSON:
+            return False
+        cls = x.__class__
+        if cls is dict:
+            if depth > KEY_MAX_DEPTH:
+                return False
+            stack.extend((y, depth + 1) for y in x.values())
+            seen += len(x)  # the keys
+        elif cls is list:
+            if depth > KEY_MAX_DEPTH:
+                return False
+            stack.extend((y, depth + 1) for y in x)
+    return True
+
+
 def hashable(v: Any) -> Hashable:
-    """A key for a JSON value: text, numbers and null as themselves, the rest as JsonKey."""
+    """A key for a JSON value: text, numbers and null as themselves, the rest as JsonKey.
+
+    Objects and lists deeper than KEY_MAX_DEPTH or longer than KEY_MAX_JSON bytes of JSON
+    become :data:`TOO_LARGE`, which rules count as a type mismatch: an attacker's nested
+    field must cost bounded time and memory, and never the recursion limit.
+    """
     cls = v.__class__
     if cls is str or cls is int or cls is float or v is None:
         return v  # type: ignore[no-any-return]
-    return JsonKey((orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode(),))
+    if (cls is dict or cls is list) and not _within_bounds(v):
+        return TOO_LARGE
+    text = orjson.dumps(v, option=orjson.OPT_SORT_KEYS)
+    if len(text) > KEY_MAX_JSON:
+        return TOO_LARGE
+    return JsonKey((text.decode(),))
 
 
 def unkey(k: Any) -> Any:

@@ -40,7 +40,12 @@ class Schedule:
         return hit
 
     def _compute(self, minute: int) -> bool:
-        local = datetime.fromtimestamp(minute * 60, UTC).astimezone(self._zone)
+        try:
+            local = datetime.fromtimestamp(minute * 60, UTC).astimezone(self._zone)
+        except (OverflowError, ValueError, OSError):
+            # Outside what datetime can hold in this zone (the decoder rejects such event
+            # times; this keeps the engine's own API total): no calendar, so not inside.
+            return False
         if local.weekday() not in self.days:
             return False
         if local.date().isoformat() in self.holidays:
