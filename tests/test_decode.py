@@ -378,3 +378,38 @@ def test_batch_boundaries_never_change_the_outcome(items: list[Any], cuts: list[
 )
 def test_sample_is_printable_and_truncated(raw: bytes | str, expected: str) -> None:
     assert sample(raw) == expected
+
+
+# -- the accepted time range (README "Limits") -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "0001-01-01T00:00:00Z",  # crashed the schedule check and the window formatting
+        -62_135_596_800,  # the same instant as a negative epoch
+        -1,
+        "1969-12-31T23:59:59.999Z",
+        "1970-01-01T00:30:00+01:00",
+        "9000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999Z",  # overflowed to year 10000 with max_future_skew 0s
+        221_845_392_000_000,
+    ],
+)
+@pytest.mark.parametrize("skew", [0, SKEW])
+def test_times_outside_the_accepted_range_have_their_own_reason(
+    make_decoder: DecoderFactory, ts: Any, skew: int
+) -> None:
+    decoder = make_decoder(max_future_skew_ms=skew)
+    good, bad = decoder.decode([line(ts), line(T0)])
+    assert "time_out_of_range" in REASONS
+    assert (bad, times(good)) == ([(0, "time_out_of_range")], [T0])
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [("1970-01-01T00:00:00Z", 0), (0, 0), ("8999-12-31T23:59:59.999Z", 221_845_391_999_999)],
+)
+def test_the_edges_of_the_accepted_range(make_decoder: DecoderFactory, ts: Any, expected: int) -> None:
+    good, bad = make_decoder(max_future_skew_ms=0).decode([line(ts)])
+    assert (times(good), bad) == ([expected], [])

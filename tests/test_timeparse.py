@@ -381,3 +381,11 @@ def test_format_duration_is_the_shortest_exact_spelling(ms: int, text: str) -> N
 @given(st.integers(min_value=0, max_value=10**12))
 def test_format_duration_round_trips(ms: int) -> None:
     assert parse_duration(format_duration(ms)) == ms
+
+
+def test_format_ts_is_total() -> None:
+    # A window start before year 1 (a window of millennia) raised while building an alert.
+    assert format_ts(-(10**16)) == "0001-01-01T00:00:00.000Z"
+    assert format_ts(10**16) == "9999-12-31T23:59:59.999Z"
+    assert format_ts(-62_135_596_800_000) == "0001-01-01T00:00:00.000Z"
+    assert format_ts(221_845_392_000_000) == "9000-01-01T00:00:00.000Z"

@@ -324,3 +324,11 @@ def test_the_example_rule_fires_outside_business_hours_only() -> None:
     # Sunday 2026-03-08, the day clocks go forward: outside, all day
     alerts = engine.process([read("2026-03-08T16:00:00Z", 50_001, actor="analyst-10")])
     assert [(a.group, a.value) for a in alerts] == [({"actor.id": "analyst-10"}, 50_001)]
+
+
+@pytest.mark.parametrize("instant", [-62_135_596_800_000, -(10**16), 10**16])
+def test_instants_datetime_cannot_hold_are_outside_and_do_not_raise(
+    business_hours: Schedule, instant: int
+) -> None:
+    # Year 1 in UTC is year 0 in Chicago: astimezone raised OverflowError.
+    assert business_hours.contains(instant) is False
