@@ -56,6 +56,7 @@ class Decoder:
         get_time = self._time
         top_field = None if "." in self.time_field else self.time_field
         skew = self.max_future_skew_ms
+        earliest, until = EVENT_TIME_MIN_MS, EVENT_TIME_MAX_MS  # locals: read per event
         newest = self.newest if self.newest is not None else _NEVER
         limit = reference_ms if reference_ms is not None else self.newest
         limit = None if limit is None or skew <= 0 else limit + skew
@@ -82,7 +83,7 @@ class Decoder:
             if ts is None:
                 bad.append((i, "bad_time"))
                 continue
-            if not EVENT_TIME_MIN_MS <= ts < EVENT_TIME_MAX_MS:
+            if not earliest <= ts < until:
                 bad.append((i, "time_out_of_range"))
                 continue
             if limit is not None and ts > limit:
