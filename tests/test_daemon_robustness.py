@@ -23,6 +23,7 @@ from monitor.app import EXIT_OK, Daemon
 from monitor.config import ConfigError, load_config
 from monitor.engine import Engine
 from monitor.engine.alert import Alert
+from monitor.health import READY, Report
 from monitor.http import HttpServer
 from monitor.outputs import Delivery, Output
 from monitor.outputs.stdout import StdoutOutput
@@ -194,8 +195,8 @@ async def test_alerts_limit_with_a_non_ascii_digit_is_a_400_not_a_500() -> None:
     import aiohttp
 
     class Status:
-        def ready(self) -> tuple[bool, str]:
-            return True, "ok"
+        def health(self) -> Report:
+            return Report(READY)
 
         def rules(self) -> dict[str, Any] | None:
             return None
@@ -496,7 +497,7 @@ async def test_a_dead_letter_too_large_to_produce_does_not_stop_consumption(
                 "exfil_monitor_source_errors_total", {"kind": "dead_letter"}
             )
             pytest.fail(f"consumption stopped at the big message; dead_letter errors: {errors}; "
-                        f"ready: {run.daemon.ready()}")  # fmt: skip
+                        f"ready: {run.daemon.health()}")  # fmt: skip
         m = run.daemon.metrics.registry
         assert m.get_sample_value("exfil_monitor_source_errors_total", {"kind": "dead_letter_truncated"}) == 1
         consumer = AIOKafkaConsumer(dlq, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
