@@ -17,7 +17,7 @@ from monitor.timeparse import parse_str, parse_ts
 
 Event = dict[str, Any]
 _NEVER = -(2**62)
-REASONS = ("invalid_json", "not_an_object", "missing_time", "bad_time", "future_time")
+REASONS = ("invalid_json", "not_an_object", "missing_time", "bad_time", "future_time", "empty")
 
 
 class Decoder:

@@ -60,11 +60,19 @@ class KafkaOutput(Output):
             except TOO_LARGE as exc:
                 refused.append((a, f"{type(exc).__name__}: {exc}"))
         results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+        again: list[Alert] = []
         for (a, _), r in zip(sent, results, strict=True):
             if isinstance(r, TOO_LARGE):
-                refused.append((a, f"{type(r).__name__}: {r}"))
+                again.append(a)
             elif isinstance(r, BaseException):
                 raise r
+        # The broker judges a whole record batch: an alert that fits may share the batch
+        # of one that does not. Each is tried alone before it counts as refused.
+        for a in again:
+            try:
+                await (await producer.send(self.topic, value=a.to_json(), key=a.id.encode()))
+            except TOO_LARGE as exc:
+                refused.append((a, f"{type(exc).__name__}: {exc}"))
         if refused:
             raise Refused(refused)
 
