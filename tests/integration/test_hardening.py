@@ -158,3 +158,30 @@ async def test_half_sent_and_idle_connections_cannot_exhaust_descriptors(
         for s in held:
             s.close()
     assert d.stop() == 0
+
+
+async def test_descriptor_exhaustion_is_counted_and_logged(
+    kafka_bootstrap: str, kafka_topic_factory: TopicFactory, daemons: Callable[..., DaemonProcess],
+    probe_rules: Path,
+) -> None:  # fmt: skip
+    """With the reserve configured away, ``accept`` fails for want of descriptors: before,
+    asyncio only printed it; now it is counted and logged, and the daemon carries on."""
+    topic = kafka_topic_factory(1)
+    d = daemons(bootstrap=kafka_bootstrap, topic=topic, rules=probe_rules, rlimit_nofile=256,
+                http={"max_connections": 5000, "reserved_descriptors": 1, "header_timeout": "3s"})  # fmt: skip
+    d.start()
+    await d.wait_ready()
+    port = d.port
+    assert port is not None
+    held: list[socket.socket] = []
+    try:
+        held += await asyncio.to_thread(lambda: [_half_sent(port) for _ in range(300)])
+        m = await d.wait_metrics(lambda m: m.v("http_refused_total", reason="descriptors") >= 1, timeout=30)
+        assert m.v("http_refused_total", reason="descriptors") >= 1
+        assert d.log_event("http_refused")["reason"] in ("descriptors", "header_timeout")
+    finally:
+        for s in held:
+            s.close()
+    status, _ = await d.get("/healthz", time.monotonic() + 15)
+    assert status == 200
+    assert d.stop() == 0
