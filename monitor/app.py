@@ -30,7 +30,8 @@ from monitor.config import Config
 from monitor.decode import Decoder, sample
 from monitor.engine import Engine, EngineOptions
 from monitor.engine.alert import Alert
-from monitor.http import HttpServer
+from monitor.health import DEGRADED, NOT_READY, Condition, Health, Report
+from monitor.http import HttpServer, Limits
 from monitor.outputs import Delivery, Output, OutputContext, build_outputs
 from monitor.outputs.base import Abandoned
 from monitor.rules.errors import RuleLoadError
@@ -57,9 +58,13 @@ class Daemon:
         )
         k = config.kafka
         self.stopping = asyncio.Event()
-        self.delivery = Delivery(self.outputs, self.telemetry, stopping=self.stopping,
+        self.healthy = Health()
+        self.delivery = Delivery(self.outputs, self.telemetry, stopping=self.stopping, health=self.healthy,
                                  backoff_initial=k.retry_backoff / 1000, backoff_max=k.retry_backoff_max / 1000)  # fmt: skip
         self.source = KafkaSource(k, self.telemetry, before_commit=self._flush_outputs)
+        self.healthy.watch("lifecycle", self._lifecycle_condition)
+        self.healthy.watch("source", self.source.condition)
+        self.healthy.watch("outputs", self._outputs_condition)
         self.ruleset: RuleSet | None = None
         self.engine: Engine | None = None
         self.decoder = Decoder(time_field=config.engine.time_field, max_future_skew_ms=config.engine.max_future_skew)
@@ -72,17 +77,22 @@ class Daemon:
 
     # ---------------------------------------------------------- Status for monitor.http
 
-    def ready(self) -> tuple[bool, str]:
+    def health(self) -> Report:
+        return self.healthy.report()
+
+    def _lifecycle_condition(self) -> Condition | None:
         if self.stopping.is_set():
-            return False, "stopping"
+            return Condition(NOT_READY, "stopping")
         if self.ruleset is None:
-            return False, "rules not loaded"
-        ready, reason = self.source.ready()
-        if self.delivery.failing:
-            # Outputs start before the source: until they can, that is the reason to show.
-            failing = ", ".join(f"{name} ({error})" for name, error in sorted(self.delivery.failing.items()))
-            reason = ("consuming; " if ready else "") + "failing outputs (retrying): " + failing
-        return ready, reason
+            return Condition(NOT_READY, "rules not loaded")
+        return None
+
+    def _outputs_condition(self) -> Condition | None:
+        if not self.delivery.failing:
+            return None
+        failing = ", ".join(f"{name} ({error})" for name, error in sorted(self.delivery.failing.items()))
+        # Outputs start before the source: until they can, that is the reason to show.
+        return Condition(DEGRADED, "failing outputs (retrying): " + failing)
 
     def rules(self) -> dict[str, Any] | None:
         rs = self.ruleset
@@ -105,11 +115,17 @@ class Daemon:
         self.telemetry.lifecycle("stopping", signal=signame)
         self.stopping.set()
 
+    def _sighup(self) -> None:
+        self.telemetry.lifecycle("sighup_ignored", reason="rule reload is not supported yet; restart to load rules")
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        handled = (signal.SIGTERM, signal.SIGINT)
-        for sig in handled:
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        for sig in handled[:2]:
             loop.add_signal_handler(sig, self.request_stop, sig.name)
+        # SIGHUP's default action kills the process without a stop; until rules can be
+        # reloaded, it is said and ignored.
+        loop.add_signal_handler(signal.SIGHUP, self._sighup)
         library_logs = route_library_logs(self.telemetry, self.config.log.level)
         try:
             return await self._run()
@@ -137,13 +153,16 @@ class Daemon:
                                 distinct_exact_limit=e.distinct_exact_limit)  # fmt: skip
         self.engine = Engine(rs, options)
         host, port = c.http.host_port
-        http = HttpServer(host, port, self.metrics.registry, self)
+        h = c.http
+        limits = Limits(header_timeout=h.header_timeout / 1000, keepalive_timeout=h.keepalive_timeout / 1000,
+                        max_connections=h.max_connections, reserved_descriptors=h.reserved_descriptors)  # fmt: skip
+        http = HttpServer(host, port, self.metrics.registry, self, limits=limits, on_refused=self.telemetry.http_refused)
         try:
             self.http_port = await http.start()
         except OSError as exc:
             self.log.error("http_listen_failed", listen=c.http.listen, error=str(exc))
             return EXIT_FAILED
-        self.telemetry.lifecycle("http_listening", host=host, port=self.http_port)
+        self.telemetry.lifecycle("http_listening", host=host, port=self.http_port, max_connections=http.cap)
         try:
             if await self._until_stopping(self.delivery.start()) and await self.source.start(self.stopping):
                 self.telemetry.lifecycle("running")
@@ -192,6 +211,15 @@ class Daemon:
         for tp, recs in records.items():
             raws = [r.value if r.value is not None else b"" for r in recs]
             received += len(raws)
+            # Empty values and tombstones are bad input like any other (the decoder skips
+            # blank lines, which in a file are nothing): counted and dead-lettered.
+            empty = [i for i, raw in enumerate(raws) if not raw or raw.isspace()]
+            if empty:
+                for i in empty:
+                    self.telemetry.invalid_event("empty", "", f"{tp.topic}/{tp.partition}@{recs[i].offset}")
+                    dead.append((recs[i], "empty"))
+                keep = [i for i, raw in enumerate(raws) if raw and not raw.isspace()]
+                recs, raws = [recs[i] for i in keep], [raws[i] for i in keep]
             good, bad = self.decoder.decode(raws, reference_ms=now_ms)
             if good:
                 times = [ts for _, ts in good]

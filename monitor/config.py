@@ -208,6 +208,14 @@ OutputConfig = Annotated[
 class HttpConfig(_Model):
     listen: str = "127.0.0.1:8080"
     recent_alerts: PositiveInt = 200
+    # Bounds against connections that hold descriptors (monitor.http): a request's headers
+    # must arrive within header_timeout, an idle keep-alive ends after keepalive_timeout,
+    # and at most max_connections are open, fewer if RLIMIT_NOFILE leaves less than
+    # reserved_descriptors for everything else (the Kafka clients, files).
+    header_timeout: Duration = Field(default=5_000, gt=0)
+    keepalive_timeout: Duration = Field(default=15_000, gt=0)
+    max_connections: PositiveInt = 100
+    reserved_descriptors: PositiveInt = 256
 
     @property
     def host_port(self) -> tuple[str, int]:

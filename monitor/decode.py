@@ -17,7 +17,9 @@ from monitor.timeparse import EVENT_TIME_MAX_MS, EVENT_TIME_MIN_MS, parse_str, p
 
 Event = dict[str, Any]
 _NEVER = -(2**62)
-REASONS = ("invalid_json", "not_an_object", "missing_time", "bad_time", "future_time", "time_out_of_range")
+REASONS = (
+    "invalid_json", "not_an_object", "missing_time", "bad_time", "future_time", "time_out_of_range", "empty",
+)
 
 
 class Decoder:

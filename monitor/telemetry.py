@@ -23,6 +23,8 @@ from monitor import __version__
 from monitor.decode import REASONS
 
 PREFIX = "exfil_monitor_"
+# Why the HTTP server closed a connection itself (monitor.http).
+HTTP_REFUSALS = ("max_connections", "header_timeout", "descriptors")
 Logger = Any  # structlog's BoundLogger is a protocol in practice
 
 
@@ -88,6 +90,13 @@ class Metrics:
             f"{p}partitions_assigned", "Partitions this instance was given by its consumer group.", registry=r
         )
         self.commits = Counter(f"{p}commits", "Offset commits, by outcome.", ["outcome"], registry=r)
+        self.alerts_parked = Counter(
+            f"{p}alerts_parked", "Alerts an output refused for good (too large), parked instead of retried.",
+            ["output"], registry=r,
+        )  # fmt: skip
+        self.http_refused = Counter(
+            f"{p}http_refused", "HTTP connections closed by the server's bounds, by reason.", ["reason"], registry=r
+        )
         self.build_info = Gauge(f"{p}build_info", "Build information.", ["version"], registry=r)
         self.build_info.labels(version=__version__).set(1)
         # Series that exist from the start at zero, so that an alert on "increased" sees
@@ -99,6 +108,8 @@ class Metrics:
             self.rule_reloads.labels(outcome=outcome)
         for outcome in ("success", "error"):
             self.commits.labels(outcome=outcome)
+        for reason in HTTP_REFUSALS:
+            self.http_refused.labels(reason=reason)
 
 
 def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> Logger:
@@ -193,16 +204,17 @@ class Telemetry:
 
     def alert_fired(self, alert: Any) -> None:
         self.metrics.alerts.labels(rule=alert.rule, severity=alert.severity).inc()
+        d = alert.to_dict()  # within the alert's size budget, truncation marked
         self.log.warning(
             "alert", alert_id=alert.id, rule=alert.rule, severity=alert.severity,
-            group=alert.group, value=alert.value, fired_at=alert.to_dict()["fired_at"],
-            summary=alert.summary,
+            group=d["group"], value=alert.value, fired_at=d["fired_at"], summary=d["summary"],
         )  # fmt: skip
 
     def outputs_declared(self, names: Iterable[str]) -> None:
         for name in names:
             for outcome in ("success", "error"):
                 self.metrics.output_sends.labels(output=name, outcome=outcome)
+            self.metrics.alerts_parked.labels(output=name)
 
     def output_result(self, output: str, outcome: str, n: int = 1, error: str | None = None) -> None:
         self.metrics.output_sends.labels(output=output, outcome=outcome).inc(n)
@@ -210,6 +222,17 @@ class Telemetry:
             ok, suppressed = self.limiter.allow(f"output:{output}")
             if ok:
                 self.log.error("output_failed", output=output, error=error, suppressed=suppressed)
+
+    def alert_parked(self, output: str, alert: Any, error: str) -> None:
+        self.metrics.alerts_parked.labels(output=output).inc()
+        self.log.error("alert_parked", output=output, alert_id=alert.id, rule=alert.rule,
+                       bytes=len(alert.to_json()), error=error[:300])  # fmt: skip
+
+    def http_refused(self, reason: str, detail: str) -> None:
+        self.metrics.http_refused.labels(reason=reason).inc()
+        ok, suppressed = self.limiter.allow(f"http:{reason}")
+        if ok:
+            self.log.warning("http_refused", reason=reason, detail=detail, suppressed=suppressed)
 
     def dead_lettered(self, reason: str, n: int = 1) -> None:
         self.metrics.dead_letters.labels(reason=reason).inc(n)

@@ -23,6 +23,7 @@ from monitor.app import EXIT_OK, Daemon
 from monitor.config import ConfigError, load_config
 from monitor.engine import Engine
 from monitor.engine.alert import Alert
+from monitor.health import READY, Report
 from monitor.http import HttpServer
 from monitor.outputs import Delivery, Output
 from monitor.outputs.stdout import StdoutOutput
@@ -194,8 +195,8 @@ async def test_alerts_limit_with_a_non_ascii_digit_is_a_400_not_a_500() -> None:
     import aiohttp
 
     class Status:
-        def ready(self) -> tuple[bool, str]:
-            return True, "ok"
+        def health(self) -> Report:
+            return Report(READY)
 
         def rules(self) -> dict[str, Any] | None:
             return None
@@ -496,7 +497,7 @@ async def test_a_dead_letter_too_large_to_produce_does_not_stop_consumption(
                 "exfil_monitor_source_errors_total", {"kind": "dead_letter"}
             )
             pytest.fail(f"consumption stopped at the big message; dead_letter errors: {errors}; "
-                        f"ready: {run.daemon.ready()}")  # fmt: skip
+                        f"ready: {run.daemon.health()}")  # fmt: skip
         m = run.daemon.metrics.registry
         assert m.get_sample_value("exfil_monitor_source_errors_total", {"kind": "dead_letter_truncated"}) == 1
         consumer = AIOKafkaConsumer(dlq, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
@@ -509,5 +510,138 @@ async def test_a_dead_letter_too_large_to_produce_does_not_stop_consumption(
         assert headers["exfil_monitor.truncated"] == b"1500000"
         assert headers["exfil_monitor.reason"] == b"invalid_json"
         assert letter.value == b"x" * 65536
+    finally:
+        await run.kill()
+
+
+# ----------------------------------------------------------------------------- issue 6: hostile events
+
+BIG_NAME_RULE = """\
+rules:
+  - id: named-read
+    description: A read, named.
+    severity: high
+    match: {action: select}
+    group_by: [actor.name]
+    annotations:
+      summary: "{actor.name} read; again {actor.name}, {actor.name} and {actor.name}"
+"""
+
+
+def test_an_alert_keeps_to_its_size_budget_and_marks_what_it_cut() -> None:
+    """A 350 KB account name, named four times in the summary and used as the group: the
+    alert had 1.4 MB of summary, more than a broker accepts by default."""
+    from monitor.engine.alert import ALERT_MAX_BYTES, VALUE_MAX_BYTES
+
+    rs = load_rules_text(BIG_NAME_RULE)
+    name = "n" * 358_400
+    e = {**event(1, HOUR), "actor": {"id": "x", "name": name}}
+    alerts = Engine(rs).process([(e, HOUR)], clock=None)
+    assert len(alerts) == 1
+    a = alerts[0]
+    d = a.to_dict()
+    assert len(a.to_json()) <= ALERT_MAX_BYTES
+    marker = "...[truncated, 358400 bytes]"
+    assert d["group"]["actor.name"] == "n" * VALUE_MAX_BYTES + marker
+    assert d["summary"].count(marker) == 4
+    assert a.group["actor.name"] == name  # the id is of the full value: no two groups merge
+    wide = Alert(**{**a.__dict__, "summary": "é" * 200_000, "annotations": {"x": "y" * 200_000}})
+    assert len(wide.to_json()) <= ALERT_MAX_BYTES
+    assert wide.to_dict()["summary"].endswith("...[truncated, 400000 bytes]")
+
+
+@pytest.mark.kafka
+async def test_an_alert_the_broker_refuses_is_parked_and_later_alerts_and_commits_go_on(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: TopicFactory
+) -> None:
+    """Before: the 1.4 MB alert raised MessageSizeTooLargeError on every attempt, and
+    delivery retried it for ever; nothing after it was sent or committed, /readyz said ready.
+    Here the alert fits the budget but not the alerts topic (max.message.bytes 3000)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = kafka_topic_factory(1)
+    alerts_topic = f"small-alerts-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(alerts_topic, 1, 1, topic_configs={"max.message.bytes": "3000"})])
+    finally:
+        await admin.close()
+    now = int(time.time() * 1000)
+    big = {**event(1, now), "actor": {"id": "x", "name": "n" * 358_400}}
+    small = {**event(2, now + 1), "actor": {"id": "y", "name": "yvonne"}}
+    await _produce(kafka_bootstrap, topic, [orjson.dumps(big), orjson.dumps(small)])
+    config = write_config(tmp_path, {"bootstrap_servers": kafka_bootstrap, "topics": [topic]},
+                          rules_dir(tmp_path, BIG_NAME_RULE),
+                          [{"type": "stdout"}, {"type": "kafka", "topic": alerts_topic}])  # fmt: skip
+    run = _Running(config)
+    try:
+        group = run.daemon.config.kafka.group_id
+        try:
+            await _until(lambda: run.daemon.delivery.parked_total.get("kafka") == 1, 30, "the big alert to be parked")
+        except AssertionError:
+            pytest.fail(f"not parked; the daemon log ends:\n{run.stderr.getvalue()[-3000:]}")
+        consumer = AIOKafkaConsumer(alerts_topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            delivered = orjson.loads((await asyncio.wait_for(consumer.getone(), 20)).value)
+        finally:
+            await consumer.stop()
+        assert delivered["group"] == {"actor.name": "yvonne"}
+        deadline = time.monotonic() + 20
+        while (await _committed(kafka_bootstrap, topic, group)) != 2:
+            assert time.monotonic() < deadline, "the commit waited behind the parked alert"
+            await asyncio.sleep(0.2)
+        m = run.daemon.metrics.registry
+        assert m.get_sample_value("exfil_monitor_alerts_parked_total", {"output": "kafka"}) == 1
+        report = run.daemon.health()
+        assert report.status == "degraded" and report.ready
+        assert any("kafka parked 1 alert" in r for r in report.reasons), report
+        (parked,) = run.log("alert_parked")
+        assert parked["output"] == "kafka" and "MessageSizeTooLarge" in parked["error"]
+        assert parked["bytes"] > 3000
+        fired = [a for a in run.log("alert") if "truncated" in a["summary"]]
+        assert fired and "[truncated, 358400 bytes]" in fired[0]["group"]["actor.name"]
+        lines = [orjson.loads(x) for x in run.stdout.getvalue().splitlines()]
+        assert len(lines) == 2  # stdout has both: parking is per output
+    finally:
+        await run.kill()
+
+
+@pytest.mark.kafka
+async def test_empty_messages_and_tombstones_are_invalid_and_dead_lettered(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: TopicFactory
+) -> None:
+    """Before: a value of None (a tombstone) or b"" was read, skipped as a blank line, and
+    neither counted nor dead-lettered."""
+    topic = kafka_topic_factory(1)
+    dlq = kafka_topic_factory(1, prefix="dlq")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for v in (None, b"", orjson.dumps(event(1, int(time.time() * 1000)))):
+            await producer.send_and_wait(topic, v, key=b"k")
+    finally:
+        await producer.stop()
+    config = write_config(tmp_path, {"bootstrap_servers": kafka_bootstrap, "topics": [topic],
+                                     "dead_letter_topic": dlq}, rules_dir(tmp_path, PROBE_RULE))  # fmt: skip
+    run = _Running(config)
+    try:
+        await _until(lambda: run.daemon.alerts_total >= 1, 30, "the event after the empty ones")
+        m = run.daemon.metrics.registry
+        assert m.get_sample_value("exfil_monitor_events_invalid_total", {"reason": "empty"}) == 2
+        consumer = AIOKafkaConsumer(dlq, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            letters = [await asyncio.wait_for(consumer.getone(), 20) for _ in range(2)]
+        finally:
+            await consumer.stop()
+        assert [dict(x.headers)["exfil_monitor.reason"] for x in letters] == [b"empty", b"empty"]
+        assert [x.offset for x in letters] == [0, 1]
+        assert sorted(e["where"] for e in run.log("invalid_event")) == [f"{topic}/0@0", f"{topic}/0@1"]
+        deadline = time.monotonic() + 20
+        while (await _committed(kafka_bootstrap, topic, run.daemon.config.kafka.group_id)) != 3:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
     finally:
         await run.kill()

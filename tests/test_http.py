@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
+from monitor.health import DEGRADED, NOT_READY, READY, Report
 from monitor.http import ALERTS_LIMIT_MAX, HttpServer
 from monitor.rules.loader import load_rules
 from monitor.telemetry import Metrics
@@ -24,8 +25,10 @@ class FakeStatus:
     loaded: dict[str, Any] | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
-    def ready(self) -> tuple[bool, str]:
-        return self.is_ready, self.reason
+    def health(self) -> Report:
+        if self.is_ready:
+            return Report(READY) if not self.reason else Report(DEGRADED, [self.reason])
+        return Report(NOT_READY, [self.reason])
 
     def rules(self) -> dict[str, Any] | None:
         return self.loaded
@@ -78,12 +81,18 @@ async def test_healthz_answers_whatever_the_readiness(base: str) -> None:
     assert (await get(f"{base}/healthz"))[::2] == (200, {"status": "ok"})
 
 
-async def test_readyz_is_503_with_a_reason_until_ready(base: str, status: FakeStatus) -> None:
+async def test_readyz_is_503_when_it_cannot_detect_200_degraded_with_a_fault_else_ready(
+    base: str, status: FakeStatus
+) -> None:
+    reason = "broker unreachable: connection refused"
     code, _, body = await get(f"{base}/readyz")
-    assert (code, body) == (503, {"status": "not ready", "reason": "broker unreachable: connection refused"})
-    status.is_ready, status.reason = True, "consuming"
+    assert (code, body) == (503, {"status": "not ready", "reasons": [reason], "reason": reason})
+    status.is_ready, status.reason = True, "output kafka parked 1 alert(s)"
     code, _, body = await get(f"{base}/readyz")
-    assert (code, body) == (200, {"status": "ready", "reason": "consuming"})
+    assert (code, body) == (200, {"status": "degraded", "reasons": [status.reason], "reason": status.reason})
+    status.reason = ""
+    code, _, body = await get(f"{base}/readyz")
+    assert (code, body) == (200, {"status": "ready", "reasons": [], "reason": "ready"})
 
 
 async def test_rules_show_the_loaded_set(base: str, status: FakeStatus) -> None:
@@ -132,12 +141,13 @@ async def test_the_daemon_is_not_ready_before_rules_and_while_stopping(tmp_path:
     server = HttpServer("127.0.0.1", 0, daemon.metrics.registry, daemon)
     base = f"http://127.0.0.1:{await server.start()}"
     try:
-        assert (await get(f"{base}/readyz"))[::2] == (503, {"status": "not ready", "reason": "rules not loaded"})
+        code, _, body = await get(f"{base}/readyz")
+        assert (code, body["status"], body["reasons"][0]) == (503, "not ready", "rules not loaded")
         assert (await get(f"{base}/rules"))[0] == 503
         assert (await get(f"{base}/alerts"))[2] == {"alerts": [], "count": 0}
         daemon.request_stop("SIGTERM")
         assert daemon.stopping.is_set() and exits == []
-        assert (await get(f"{base}/readyz"))[2]["reason"] == "stopping"
+        assert (await get(f"{base}/readyz"))[2]["reasons"][0] == "stopping"
         daemon.request_stop("SIGTERM")
         assert exits == [EXIT_INTERRUPTED]
     finally:

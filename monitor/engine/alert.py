@@ -3,6 +3,13 @@
 The id is a pure function of (rule, group, fired_at), so a replay of the same events,
 a restarted daemon re-reading uncommitted events, and a second instance after a
 rebalance all name the same alert the same way; outputs can deduplicate on it.
+
+Alerts have a size budget, because their text comes from events an attacker may write:
+each value filled into a template, each group value and each sample event id is cut to
+:data:`VALUE_MAX_BYTES` of UTF-8, and the whole alert as JSON to about
+:data:`ALERT_MAX_BYTES` (the text fields are cut harder until it fits). A cut value ends
+with :func:`truncate`'s marker, which gives its full length. The id is computed from the
+full group values, so truncation never merges two groups' alerts.
 """
 
 from __future__ import annotations
@@ -19,6 +26,10 @@ import orjson
 from monitor.timeparse import format_duration, format_ts
 
 _FLOAT_MAX = sys.float_info.max
+VALUE_MAX_BYTES = 1024
+ALERT_MAX_BYTES = 64 * 1024
+_TEXT_STEPS = (4096, 256)  # what summary, description, labels and annotations are cut to when over budget
+
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_@][A-Za-z0-9_.@-]*)\}")
 
 
@@ -39,6 +50,35 @@ def _number(v: Any) -> Any:
     if isinstance(v, int) and not isinstance(v, bool) and not (-(2**63) <= v < 2**64):
         return float(v) if abs(v) <= _FLOAT_MAX else math.copysign(_FLOAT_MAX, v)
     return v
+
+
+def truncate(text: str, limit: int = VALUE_MAX_BYTES) -> str:
+    """``text`` cut to ``limit`` bytes of UTF-8, marked with its full length when cut."""
+    if len(text) * 4 <= limit:  # no need to encode: cannot be over
+        return text
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore") + f"...[truncated, {len(data)} bytes]"
+
+
+def _bounded_value(v: Any, limit: int = VALUE_MAX_BYTES) -> Any:
+    if isinstance(v, str):
+        return truncate(v, limit)
+    if isinstance(v, (dict, list)):
+        try:
+            text = orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits inside
+            return truncate(repr(v), limit)
+        return v if len(text) <= limit else truncate(text, limit)
+    return _number(v)
+
+
+def _texts(d: dict[str, Any], limit: int) -> None:
+    d["summary"] = truncate(d["summary"], limit)
+    d["description"] = truncate(d["description"], limit)
+    d["labels"] = {k: truncate(v, limit) for k, v in d["labels"].items()}
+    d["annotations"] = {k: truncate(v, limit) for k, v in d["annotations"].items()}
 
 
 @dataclass(frozen=True)
@@ -65,13 +105,22 @@ class Alert:
     estimated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """The alert as JSON; ``saturated`` and ``estimated`` appear only when true, so
-        an ordinary alert carries no flags to read past."""
-        out = {
+        """The alert as JSON, within its size budget; ``saturated`` and ``estimated``
+        appear only when true, so an ordinary alert carries no flags to read past."""
+        d = self._dict()
+        for limit in _TEXT_STEPS:  # rare: only templates that name many long values get here
+            if len(orjson.dumps(d)) <= ALERT_MAX_BYTES:
+                break
+            _texts(d, limit)
+            d["sample_event_ids"] = d["sample_event_ids"][:10]
+        return d
+
+    def _dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "id": self.id,
             "rule": self.rule,
             "severity": self.severity,
-            "group": self.group,
+            "group": {k: _bounded_value(v) for k, v in self.group.items()},
             "value": _number(self.value),
             "threshold": {op: _number(n) for op, n in self.threshold.items()},
             "window": self.window,
@@ -83,7 +132,7 @@ class Alert:
             "description": self.description,
             "labels": self.labels,
             "annotations": self.annotations,
-            "sample_event_ids": self.sample_event_ids,
+            "sample_event_ids": [_bounded_value(v) for v in self.sample_event_ids],
         }
         if self.saturated:
             out["saturated"] = True
@@ -111,8 +160,11 @@ def render(template: str, values: dict[str, Any], lookup: Any) -> str:
             if v is None:
                 return m.group(0)
         if isinstance(v, str):
-            return v
-        return orjson.dumps(_number(v)).decode()
+            return truncate(v)
+        try:
+            return truncate(orjson.dumps(_number(v)).decode())
+        except orjson.JSONEncodeError:  # nested past orjson's depth limit, or a huge integer inside
+            return "[value not shown: nested too deep or a number too large]"
 
     return _PLACEHOLDER.sub(sub, template)
 

@@ -7,6 +7,12 @@ attempt and raises on failure; :class:`Delivery` counts the failure, waits with 
 and tries again, for that output only, until it succeeds, the daemon is killed, or a stop
 is requested: then the work in hand is given up (:class:`Abandoned`), so the caller must
 not count it as delivered.
+
+One failure is not retried: a destination that refuses an alert for good (too large for
+the broker) raises :class:`Refused` for it after the rest were acknowledged. Retrying it
+would hold back every later alert and commit, so it is *parked*: counted, logged, kept in
+memory (the newest :data:`PARKED_KEPT` per output, lost at a restart; the other outputs
+have it), and ``/readyz`` says degraded until the daemon restarts.
 """
 
 from __future__ import annotations
@@ -14,15 +20,27 @@ from __future__ import annotations
 import asyncio
 import random
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar
 
 from monitor.engine.alert import Alert
+from monitor.health import Health
 from monitor.telemetry import Telemetry
+
+PARKED_KEPT = 100
 
 
 class Abandoned(Exception):
     """A stop was requested while retrying: the work in hand was not acknowledged."""
+
+
+class Refused(Exception):
+    """The destination refused these alerts for good; the others of the call were acknowledged."""
+
+    def __init__(self, refused: Sequence[tuple[Alert, str]]) -> None:
+        super().__init__(f"{len(refused)} alert(s) refused: {refused[0][1] if refused else ''}")
+        self.refused = list(refused)
 
 
 async def wait_or_stop(stopping: asyncio.Event | None, seconds: float) -> bool:
@@ -129,8 +147,11 @@ class Delivery:
 
     def __init__(self, outputs: Sequence[Output], telemetry: Telemetry, *, backoff_initial: float = 0.5,
                  backoff_max: float = 30.0, sleep: Callable[[float], Awaitable[None]] | None = None,
-                 stopping: asyncio.Event | None = None) -> None:  # fmt: skip
+                 stopping: asyncio.Event | None = None, health: Health | None = None) -> None:  # fmt: skip
         self.outputs = list(outputs)
+        self.health = health
+        self.parked: dict[str, deque[Alert]] = {o.name: deque(maxlen=PARKED_KEPT) for o in self.outputs}
+        self.parked_total: dict[str, int] = dict.fromkeys(self.parked, 0)
         self.telemetry = telemetry
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -172,6 +193,11 @@ class Delivery:
                     await attempt()
             except asyncio.CancelledError:
                 raise
+            except Refused as exc:
+                self.failing.pop(o.name, None)
+                self._park(o, exc.refused)
+                self.telemetry.output_result(o.name, "success", n - len(exc.refused))
+                return
             except Exception as exc:
                 error = f"{step}: {_describe(exc)}"
                 self.failing[o.name] = error
@@ -189,3 +215,14 @@ class Delivery:
             if step == "send":
                 self.telemetry.output_result(o.name, "success", n)
             return
+
+    def _park(self, o: Output, refused: list[tuple[Alert, str]]) -> None:
+        for alert, error in refused:
+            self.parked[o.name].append(alert)
+            self.parked_total[o.name] += 1
+            self.telemetry.alert_parked(o.name, alert, error)
+        if self.health is not None:
+            alert, error = refused[-1]
+            self.health.set(f"parked:{o.name}", "degraded",
+                            f"output {o.name} parked {self.parked_total[o.name]} alert(s) it refused "
+                            f"(last {alert.id}: {error[:200]}); see the alert_parked log lines")  # fmt: skip

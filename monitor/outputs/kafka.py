@@ -13,10 +13,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
 from monitor.config import KafkaConfig, KafkaOutputConfig
 from monitor.engine.alert import Alert
-from monitor.outputs.base import Output
+from monitor.outputs.base import Output, Refused
+
+# Refusals no retry can change: the alert itself is too large for this producer or topic.
+TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 
 
 class KafkaOutput(Output):
@@ -44,11 +48,33 @@ class KafkaOutput(Output):
         self._producer = producer
 
     async def _send(self, alerts: Sequence[Alert]) -> None:
+        """Every alert the broker takes is acknowledged before this returns; one it refuses
+        as too large (the producer's ``max_request_size`` or the topic's
+        ``max.message.bytes``) is reported in :class:`Refused`, never retried."""
         producer = self._producer
-        futures = [
-            await producer.send(self.topic, value=a.to_json(), key=a.id.encode()) for a in alerts
-        ]
-        await asyncio.gather(*futures)
+        refused: list[tuple[Alert, str]] = []
+        sent: list[tuple[Alert, Any]] = []
+        for a in alerts:
+            try:
+                sent.append((a, await producer.send(self.topic, value=a.to_json(), key=a.id.encode())))
+            except TOO_LARGE as exc:
+                refused.append((a, f"{type(exc).__name__}: {exc}"))
+        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+        again: list[Alert] = []
+        for (a, _), r in zip(sent, results, strict=True):
+            if isinstance(r, TOO_LARGE):
+                again.append(a)
+            elif isinstance(r, BaseException):
+                raise r
+        # The broker judges a whole record batch: an alert that fits may share the batch
+        # of one that does not. Each is tried alone before it counts as refused.
+        for a in again:
+            try:
+                await (await producer.send(self.topic, value=a.to_json(), key=a.id.encode()))
+            except TOO_LARGE as exc:
+                refused.append((a, f"{type(exc).__name__}: {exc}"))
+        if refused:
+            raise Refused(refused)
 
     async def _flush(self) -> None:
         if self._producer is not None:

@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from monitor.config import KafkaConfig
+from monitor.health import NOT_READY, Condition
 from monitor.outputs.base import Abandoned, Backoff, wait_or_stop
 from monitor.sources import aio, deadletter
 from monitor.sources.deadletter import HEADER_PREFIX, TRUNCATED_BYTES
@@ -134,12 +135,34 @@ class KafkaSource:
         self.problem = "stopped"
         self._connected(False)
 
-    def ready(self) -> tuple[bool, str]:
-        if self.outage is not None:
-            return False, self.outage
+    def condition(self) -> Condition | None:
+        """For :class:`~monitor.health.Health`, evaluated at each probe: the silence of the
+        broker is measured now, not at the last fetch, so a loop blocked in a commit or a
+        retry cannot freeze the answer, and the reason shows the current age."""
+        silent = self._silent_for()
+        if silent is not None and silent > self.silence_limit:
+            return Condition(NOT_READY, f"broker unreachable: no fetch response for {silent:.0f}s")
         if self.joined:
-            return True, "consuming"
-        return False, self.problem or "not joined"
+            return None
+        return Condition(NOT_READY, self.problem or "not joined")
+
+    @property
+    def silence_limit(self) -> float:
+        """Seconds without fetch responses before the broker counts as unreachable: half
+        the session timeout (the group gives our partitions away at the full one), at least
+        three fetch waits (a response comes every ``fetch_max_wait`` on an idle topic), and
+        never more than nine tenths of the session timeout."""
+        c = self.config
+        return min(0.9 * c.session_timeout, max(3 * c.fetch_max_wait, c.session_timeout / 2)) / 1000
+
+    def _silent_for(self) -> float | None:
+        consumer = self._consumer
+        if consumer is None or not self.joined:
+            return None
+        stamps = [consumer.last_poll_timestamp(tp) for tp in consumer.assignment()]
+        if not stamps or None in stamps:
+            return None
+        return max(0.0, self.wall_clock() - float(max(stamps)) / 1000)
 
     # -------------------------------------------------------------- reading
 
@@ -177,14 +200,12 @@ class KafkaSource:
 
     def _check_silence(self) -> None:
         """Notice a broker outage while running: aiokafka reconnects quietly, but the fetch
-        responses (which come every ``fetch_max_wait`` even on an idle topic) stop."""
-        consumer = self._consumer
-        assigned = consumer.assignment() if consumer is not None and self.joined else set()
-        stamps = [consumer.last_poll_timestamp(tp) for tp in assigned]
-        if not stamps or None in stamps:
+        responses (which come every ``fetch_max_wait`` even on an idle topic) stop. This
+        logs and counts it; readiness measures the silence itself (:meth:`condition`)."""
+        silent = self._silent_for()
+        if silent is None:
             return
-        silent = self.wall_clock() - max(stamps) / 1000
-        if silent * 1000 > max(self.config.session_timeout, 5 * self.config.fetch_max_wait):
+        if silent > self.silence_limit:
             if self.outage is None:
                 self.outage = f"broker unreachable: no fetch response for {silent:.0f}s"
                 self.telemetry.source_error("fetch", self.outage)
@@ -234,8 +255,14 @@ class KafkaSource:
             return
         await self.partitions.commit(self._consumer, partitions, attempts,
                                      before_commit=self.before_commit,
-                                     timeout=self.config.request_timeout / 1000,
+                                     timeout=self.commit_timeout,
                                      backoff=self._backoff)  # fmt: skip
+
+    @property
+    def commit_timeout(self) -> float:
+        """One commit attempt waits at most the session timeout (or ``request_timeout`` if
+        shorter): with the broker gone, the loop must get back to fetching and telling."""
+        return min(self.config.request_timeout, self.config.session_timeout) / 1000
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         self.joined = False

@@ -40,6 +40,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.cli import build_parser
 from monitor.config import load_config
+from monitor.health import NOT_READY, READY, Report
 from monitor.http import HttpServer
 from monitor.rules.loader import load_rules
 from monitor.telemetry import Metrics
@@ -659,8 +660,8 @@ class FakeStatus:
     def __init__(self, ready: bool) -> None:
         self._ready = ready
 
-    def ready(self) -> tuple[bool, str]:
-        return self._ready, "consuming" if self._ready else "joining the consumer group"
+    def health(self) -> Report:
+        return Report(READY) if self._ready else Report(NOT_READY, ["joining the consumer group"])
 
     def rules(self) -> dict[str, Any] | None:
         return None

@@ -311,3 +311,13 @@ def test_whatever_the_flood_a_group_crossing_its_threshold_fires(
         if value >= n:
             assert ts in fired, (ts, value)
 
+
+
+def test_a_placeholder_naming_a_value_nested_past_the_encoder_limit_renders() -> None:
+    from monitor.engine.alert import render
+
+    deep: Any = "x"
+    for _ in range(300):
+        deep = [deep]
+    text = render("read {details}", {}, lambda name: deep)
+    assert text == "read [value not shown: nested too deep or a number too large]"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -45,7 +46,8 @@ class DaemonProcess:
     def __init__(self, workdir: Path, *, bootstrap: str, topic: str, group: str | None = None,
                  rules: Path = REPO / "rules", alerts_topic: str | None = None,
                  dead_letter_topic: str | None = None, max_batch: int = 5000,
-                 session_timeout: str = "10s") -> None:  # fmt: skip
+                 session_timeout: str = "10s", http: dict[str, Any] | None = None,
+                 rlimit_nofile: int | None = None) -> None:  # fmt: skip
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.config = workdir / "monitor.yaml"
@@ -64,8 +66,9 @@ class DaemonProcess:
         if dead_letter_topic:
             kafka["dead_letter_topic"] = dead_letter_topic
         config = {"kafka": kafka, "rules": {"path": str(rules)}, "outputs": outputs,
-                  "http": {"listen": "127.0.0.1:0"}, "log": {"format": "json", "level": "info"}}  # fmt: skip
+                  "http": {"listen": "127.0.0.1:0", **(http or {})}, "log": {"format": "json", "level": "info"}}  # fmt: skip
         self.config.write_bytes(orjson.dumps(config))  # JSON is YAML
+        self.rlimit_nofile = rlimit_nofile
         self.proc: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
 
@@ -74,9 +77,18 @@ class DaemonProcess:
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "monitor", "run", "--config", str(self.config)],
-                stdout=out, stderr=err, cwd=REPO, env=env,
+                stdout=out, stderr=err, cwd=REPO, env=env, preexec_fn=self._limits,
             )  # fmt: skip
         self.port = None
+
+    def _limits(self) -> None:
+        """In the child before exec: ``ulimit -n`` as an operator would set it."""
+        if self.rlimit_nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.rlimit_nofile, self.rlimit_nofile))
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
