@@ -7,6 +7,7 @@ Exit codes: 0 done (whatever fired), 1 unreadable rules or input, or failing rul
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import os
 import sys
 from collections.abc import Sequence
@@ -23,11 +24,18 @@ from monitor.timeparse import parse_duration
 
 
 def bundled_rules() -> Path:
-    """The rule pack shipped with the monitor: $EXFIL_MONITOR_RULES, or ``rules/`` of the checkout."""
+    """The rule pack shipped with the monitor: $EXFIL_MONITOR_RULES, or the package data.
+
+    ``rules/`` of the repository is installed as the package ``monitor.bundled_rules``
+    (setup.py), so a wheel installed anywhere and an editable checkout resolve it alike.
+    """
     env = os.environ.get("EXFIL_MONITOR_RULES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "rules"
+    pack = importlib.resources.files("monitor.bundled_rules")
+    if not isinstance(pack, Path):  # installed zipped: the loader reads folders on disk
+        raise RuntimeError(f"the bundled rule pack is not a folder on disk: {pack}")
+    return pack
 
 
 def _duration(text: str) -> int:
@@ -89,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a rule file or a folder of *.yaml rule files")
 
     p = sub.add_parser("replay", help="run recorded events (JSON lines) through the rules")
-    p.add_argument("--rules", required=True, help="rule file or folder")
+    p.add_argument("--rules", default=None, help="rule file or folder (default: the bundled pack)")
     p.add_argument("--format", choices=("json", "table"), default="json", help="alert format (default: json)")
     _engine_args(p)
     p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines files, .gz too; - for standard input")
@@ -138,7 +146,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.replay import Progress, run_replay, stdout_emitter
     from monitor.sources.files import FileSource
 
-    ruleset = _load(args.rules)
+    ruleset = _load(args.rules or bundled_rules())
     if ruleset is None:
         return 1
     source = FileSource(args.files)
