@@ -114,7 +114,7 @@ def test_state_dir_default_and_relative_to_the_config_file(tmp_path: Path) -> No
     assert config.state.dir == tmp_path / "var" / "state"
     env = load_config(write_config(tmp_path), {"EXFIL_MONITOR_STATE__DIR": "/var/lib/exfil-monitor"})
     assert env.state.dir == Path("/var/lib/exfil-monitor")
-    with pytest.raises(ConfigError, match="state: unknown key 'dirr' \(did you mean 'dir'\?\)"):
+    with pytest.raises(ConfigError, match=r"state: unknown key 'dirr' \(did you mean 'dir'\?\)"):
         load_config(write_config(tmp_path, state={"dirr": "x"}), {})
 
 
