@@ -32,7 +32,10 @@ def bundled_rules() -> Path:
     env = os.environ.get("EXFIL_MONITOR_RULES")
     if env:
         return Path(env)
-    pack = importlib.resources.files("monitor.bundled_rules")
+    try:
+        pack = importlib.resources.files("monitor.bundled_rules")
+    except ModuleNotFoundError:  # an editable install made before setup.py mapped rules/
+        return Path(__file__).resolve().parent.parent / "rules"
     if not isinstance(pack, Path):  # installed zipped: the loader reads folders on disk
         raise RuntimeError(f"the bundled rule pack is not a folder on disk: {pack}")
     return pack
