@@ -11,8 +11,11 @@
 # Stage 1 builds wheels for the monitor and every dependency (the full python image has
 # a compiler, should a dependency ever come without a wheel) and runs the bundled rule
 # pack's own checks and tests, so an image with a broken rule pack is never built.
-# Stage 2 is a slim runtime: the wheels installed without network, the rule pack at
-# /opt/exfil-monitor/rules, a non-root user, no compiler, no pip cache.
+# Stage 2 is a slim runtime: the wheels installed without network (the monitor's wheel
+# carries the rule pack as package data), the rule pack also at /opt/exfil-monitor/rules
+# for configs to name, a non-root user, no compiler, no pip cache, and the state
+# directory /var/lib/exfil-monitor (state.dir: the daemon's lock, later spools and
+# checkpoints) owned by that user and declared a volume.
 #
 # The daemon's config is not baked in: mount it at /etc/exfil-monitor/monitor.yaml (see
 # deploy/compose/monitor.yaml and deploy/kubernetes/configmap.yaml), or give --config.
@@ -27,11 +30,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md setup.py ./
 COPY monitor/ monitor/
+COPY rules/ rules/
 RUN pip wheel --wheel-dir /wheels .
 
-COPY rules/ rules/
 RUN python -m venv /tmp/check \
  && /tmp/check/bin/pip install --no-index --find-links /wheels exfil-monitor \
  && /tmp/check/bin/exfil-monitor check rules/ \
@@ -75,7 +78,11 @@ COPY rules/ /opt/exfil-monitor/rules/
 # HTTP (/metrics /healthz /readyz /rules /alerts) on every interface inside the
 # container; the environment overrides the config file's http.listen (127.0.0.1:8080).
 ENV EXFIL_MONITOR_RULES=/opt/exfil-monitor/rules \
-    EXFIL_MONITOR_HTTP__LISTEN=0.0.0.0:8080
+    EXFIL_MONITOR_HTTP__LISTEN=0.0.0.0:8080 \
+    EXFIL_MONITOR_STATE__DIR=/var/lib/exfil-monitor
+
+# Declared after the chown above, so a fresh named volume starts owned by the runtime user.
+VOLUME ["/var/lib/exfil-monitor"]
 
 USER 10001:10001
 WORKDIR /var/lib/exfil-monitor

@@ -37,6 +37,7 @@ from monitor.outputs.base import Abandoned
 from monitor.rules.errors import RuleLoadError
 from monitor.rules.loader import RuleSet, load_rules
 from monitor.sources.kafka import KafkaSource, Records
+from monitor.statedir import StateDir, StateDirError
 from monitor.telemetry import Metrics, Telemetry, configure_logging, route_library_logs
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -65,6 +66,7 @@ class Daemon:
         self.healthy.watch("lifecycle", self._lifecycle_condition)
         self.healthy.watch("source", self.source.condition)
         self.healthy.watch("outputs", self._outputs_condition)
+        self.state = StateDir(config.state.dir)
         self.ruleset: RuleSet | None = None
         self.engine: Engine | None = None
         self.decoder = Decoder(time_field=config.engine.time_field, max_future_skew_ms=config.engine.max_future_skew)
@@ -136,11 +138,17 @@ class Daemon:
             for sig in handled:
                 loop.remove_signal_handler(sig)
             logging.getLogger().removeHandler(library_logs)
+            self.state.release()
 
     async def _run(self) -> int:
         c = self.config
         self.telemetry.lifecycle("starting", version=__version__, group_id=c.kafka.group_id,
                                  topics=list(c.kafka.topics) or c.kafka.topic_pattern)  # fmt: skip
+        try:  # released in run(), however _run ends
+            self.state.acquire()
+        except StateDirError as exc:
+            self.log.error("state_dir_unavailable", state_dir=str(c.state.dir), error=str(exc))
+            return EXIT_FAILED
         try:
             self.ruleset = load_rules(c.rules.path)
         except RuleLoadError as exc:

@@ -7,6 +7,7 @@ Exit codes: 0 done (whatever fired), 1 unreadable rules or input, or failing rul
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import os
 import sys
 from collections.abc import Sequence
@@ -23,11 +24,21 @@ from monitor.timeparse import parse_duration
 
 
 def bundled_rules() -> Path:
-    """The rule pack shipped with the monitor: $EXFIL_MONITOR_RULES, or ``rules/`` of the checkout."""
+    """The rule pack shipped with the monitor: $EXFIL_MONITOR_RULES, or the package data.
+
+    ``rules/`` of the repository is installed as the package ``monitor.bundled_rules``
+    (setup.py), so a wheel installed anywhere and an editable checkout resolve it alike.
+    """
     env = os.environ.get("EXFIL_MONITOR_RULES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "rules"
+    try:
+        pack = importlib.resources.files("monitor.bundled_rules")
+    except ModuleNotFoundError:  # an editable install made before setup.py mapped rules/
+        return Path(__file__).resolve().parent.parent / "rules"
+    if not isinstance(pack, Path):  # installed zipped: the loader reads folders on disk
+        raise RuntimeError(f"the bundled rule pack is not a folder on disk: {pack}")
+    return pack
 
 
 def _duration(text: str) -> int:
@@ -45,6 +56,33 @@ def _positive_int(text: str) -> int:
     if n <= 0:
         raise argparse.ArgumentTypeError(f"expected a whole number above zero, got {text!r}")
     return n
+
+
+def _positive_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = 0.0
+    if not x > 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above zero, got {text!r}")
+    return x
+
+
+def _start_time(text: str) -> str:
+    from monitor.simulate import parse_start
+
+    try:
+        parse_start(text)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 time like 2026-11-27T00:00:00Z, got {text!r}"
+        ) from None
+    return text
+
+
+class UsageError(Exception):
+    """A mistake in the arguments found only when acting on them (an unwritable -o):
+    reported like argparse's own, with the command's usage and exit 2."""
 
 
 def _load(path: str | Path) -> RuleSet | None:
@@ -89,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a rule file or a folder of *.yaml rule files")
 
     p = sub.add_parser("replay", help="run recorded events (JSON lines) through the rules")
-    p.add_argument("--rules", required=True, help="rule file or folder")
+    p.add_argument("--rules", default=None, help="rule file or folder (default: the bundled pack)")
     p.add_argument("--format", choices=("json", "table"), default="json", help="alert format (default: json)")
     _engine_args(p)
     p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines files, .gz too; - for standard input")
@@ -99,15 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="generate a shop's data-access traffic as JSON lines")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--start", default="2026-11-27T00:00:00Z", help="RFC 3339 start time")
-    p.add_argument("--hours", type=float, default=24.0)
+    p.add_argument("--start", type=_start_time, default="2026-11-27T00:00:00Z", help="RFC 3339 start time")
+    p.add_argument("--hours", type=_positive_float, default=24.0, help="span to simulate (default: 24)")
     p.add_argument("--events", type=_positive_int, default=None, help="background events (default: a shop's day)")
     p.add_argument("--no-incidents", action="store_true", help="background traffic only")
     p.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
     p.add_argument("--to-kafka", metavar="BOOTSTRAP", help="produce to Kafka instead (host:port), keyed by actor.id")
     p.add_argument("--topic", default="data-access-events", help="topic for --to-kafka (default: data-access-events)")
-    p.add_argument("--rate", type=float, default=None, metavar="N",
+    p.add_argument("--rate", type=_positive_float, default=None, metavar="N",
                    help="with --to-kafka: events per second, steadily (default: as fast as the broker takes them)")  # fmt: skip
+    p.set_defaults(parser=p)
 
     p = sub.add_parser("run", help="run the daemon: consume events from Kafka and alert")
     p.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config (see docs/configuration.md)")
@@ -138,7 +177,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.replay import Progress, run_replay, stdout_emitter
     from monitor.sources.files import FileSource
 
-    ruleset = _load(args.rules)
+    ruleset = _load(args.rules or bundled_rules())
     if ruleset is None:
         return 1
     source = FileSource(args.files)
@@ -152,7 +191,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     decoder = Decoder(time_field=args.time_field, max_future_skew_ms=args.max_future_skew)
     engine = Engine(ruleset, _engine_options(args))
     tune_gc()
-    progress = Progress(sys.stderr, enabled=sys.stderr.isatty())
+    progress = Progress(sys.stderr, enabled=sys.stderr.isatty(), source=source)
     try:
         stats = run_replay(source, decoder, engine, stdout_emitter(args.format), telemetry, progress)
     except OSError as exc:
@@ -211,8 +250,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         write_jsonl(events, sys.stdout.buffer)
         sys.stdout.flush()
     else:
-        with open(args.output, "wb") as f:
-            n = write_jsonl(events, f)
+        try:
+            f = open(args.output, "wb")  # noqa: SIM115 - closed below; opened before any work
+        except OSError as exc:
+            raise UsageError(f"argument -o/--output: cannot write {args.output}: {exc.strerror or exc}") from None
+        try:
+            with f:
+                n = write_jsonl(events, f)
+        except OSError as exc:  # disk full, quota: not a usage error
+            print(f"cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         print(f"wrote {n} events to {args.output}", file=sys.stderr)
     return 0
 
@@ -256,9 +303,13 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except UsageError as exc:
+        getattr(args, "parser", parser).error(str(exc))  # exits 2
+        raise  # unreachable: error() exits
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `exfil-monitor replay ... | head`

@@ -236,9 +236,17 @@ class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class StateConfig(_Model):
+    # Everything the daemon keeps on disk, under one lock (monitor.statedir). The default is
+    # relative to the working directory; a path written in the file, like every path there,
+    # to the file's folder.
+    dir: RelPath = Path(".exfil-monitor")
+
+
 class Config(_Model):
     kafka: KafkaConfig
     rules: RulesConfig
+    state: StateConfig = StateConfig()
     engine: EngineConfig = EngineConfig()
     outputs: list[OutputConfig] = Field(default_factory=lambda: [StdoutOutputConfig(type="stdout")])  # type: ignore[arg-type]
     http: HttpConfig = HttpConfig()

@@ -66,6 +66,6 @@ def run_demo(ruleset: RuleSet, *, seed: int, out: TextIO) -> int:
         "\nEach alert is one JSON object with a stable id; `replay --format json` shows them in full.\n"
         "Try it yourself:\n"
         f"  exfil-monitor simulate --seed {seed} -o /tmp/day.jsonl\n"
-        "  exfil-monitor replay --rules rules/ --format table /tmp/day.jsonl\n"
+        "  exfil-monitor replay --format table /tmp/day.jsonl\n"
     )
     return 0

@@ -49,30 +49,56 @@ class ReplayStats:
 
 
 class Progress:
-    """A one-line progress display on a terminal; silent otherwise."""
+    """A one-line progress display on a terminal; silent otherwise.
 
-    def __init__(self, stream: TextIO, enabled: bool) -> None:
+    Given the source, and when its inputs are regular files (their size known), the line
+    also shows the share done and the time left, both from bytes read (a .gz counts its
+    compressed bytes, so no file is read twice to learn its size).
+    """
+
+    def __init__(self, stream: TextIO, enabled: bool, source: FileSource | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.stream = stream
         self.enabled = enabled
+        self.source = source
+        self.total = source.total_bytes() if source is not None and enabled else None
+        self.clock = clock
         self._last = 0.0
-        self._start = time.monotonic()
+        self._width = 0
+        self._start = clock()
 
     def update(self, stats: ReplayStats, name: str) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last < 0.25:
             return
         self._last = now
-        rate = stats.events / max(now - self._start, 1e-9)
-        alerts = sum(stats.alerts.values())
-        self.stream.write(f"\r{name}: {stats.events:,} events, {rate:,.0f}/s, {alerts} alerts   ")
+        text = self.line(stats, name, now) + "   "
+        self._width = max(self._width, len(text))
+        self.stream.write("\r" + text)
         self.stream.flush()
+
+    def line(self, stats: ReplayStats, name: str, now: float) -> str:
+        elapsed = max(now - self._start, 1e-9)
+        rate = stats.events / elapsed
+        alerts = sum(stats.alerts.values())
+        text = f"{name}: {stats.events:,} events, {rate:,.0f}/s, {alerts} alerts"
+        if self.source is None or not self.total:
+            return text
+        share = min(self.source.bytes_read() / self.total, 1.0)
+        left = elapsed * (1 - share) / share if share > 0 else None
+        return f"{share:6.1%} {text}, " + (f"{_clock_time(left)} left" if left is not None else "time left unknown")
 
     def done(self) -> None:
         if self.enabled:
-            self.stream.write("\r" + " " * 78 + "\r")
+            self.stream.write("\r" + " " * max(78, self._width) + "\r")
             self.stream.flush()
+
+
+def _clock_time(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def run_replay(

@@ -18,7 +18,7 @@ import pytest
 import structlog
 
 import monitor.replay
-from monitor.cli import main
+from monitor.cli import bundled_rules, main
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_795_773_600_000  # 2026-11-27T10:00:00Z
@@ -355,11 +355,20 @@ def test_usage_errors_exit_2(replay: Run, args: tuple[str, ...], message: str) -
     assert message in err
 
 
-def test_rules_are_required(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["replay", "e.jsonl"])
-    assert info.value.code == 2
-    assert "the following arguments are required: --rules" in capsys.readouterr().err
+def test_without_rules_the_bundled_pack_is_used(
+    write_events: Writer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EXFIL_MONITOR_RULES", raising=False)
+    assert bundled_rules() == REPO / "rules"
+    path = write_events("e.jsonl", [ev(m, rows=5000) for m in range(5)])
+    assert main(["replay", "--rules", str(REPO / "rules"), str(path)]) == 0
+    explicit = capsys.readouterr()
+    assert main(["replay", str(path)]) == 0
+    default = capsys.readouterr()
+    assert default.out == explicit.out
+    summary = [line for line in default.err.splitlines() if not line.startswith("events read")]
+    assert summary == [line for line in explicit.err.splitlines() if not line.startswith("events read")]
+    assert "events used: 5" in default.err
 
 
 def test_in_process_replays_write_to_the_current_stdout(

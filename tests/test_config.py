@@ -227,7 +227,8 @@ async def test_secrets_are_not_logged(tmp_path: Path) -> None:
     (tmp_path / "rules" / "r.yaml").write_text(
         "rules:\n  - id: r\n    severity: low\n    match: {action: select}\n"
     )
-    c = load_config(path, {"EXFIL_MONITOR_KAFKA__SASL__USERNAME": "u", "EXFIL_MONITOR_KAFKA__SASL__PASSWORD": secret})
+    c = load_config(path, {"EXFIL_MONITOR_KAFKA__SASL__USERNAME": "u", "EXFIL_MONITOR_KAFKA__SASL__PASSWORD": secret,
+                           "EXFIL_MONITOR_STATE__DIR": str(tmp_path / "state")})
     err, out = io.StringIO(), io.StringIO()
     daemon = Daemon(c, registry=CollectorRegistry(), stdout=out, stderr=err)
     task = asyncio.create_task(daemon.run())

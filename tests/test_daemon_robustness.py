@@ -93,7 +93,7 @@ def write_config(tmp_path: Path, kafka: dict[str, Any], rules: Path, outputs: li
         "commit_interval": "200ms", "retry_backoff": "200ms", "retry_backoff_max": "1s",
         "session_timeout": "6s", "heartbeat_interval": "500ms", "request_timeout": "5s",
     }  # fmt: skip
-    config = {"kafka": {**base, **kafka}, "rules": {"path": str(rules)},
+    config = {"kafka": {**base, **kafka}, "rules": {"path": str(rules)}, "state": {"dir": str(tmp_path / "state")},
               "outputs": outputs or [{"type": "stdout"}], "http": {"listen": "127.0.0.1:0"}, **extra}  # fmt: skip
     path = tmp_path / "monitor.yaml"
     path.write_bytes(orjson.dumps(config))  # JSON is YAML

@@ -649,6 +649,18 @@ def test_dockerfile_runtime_contract() -> None:
     assert env["EXFIL_MONITOR_HTTP__LISTEN"].startswith("0.0.0.0:")
 
 
+def test_dockerfile_state_dir_is_a_volume_owned_by_the_runtime_user() -> None:
+    ins = dockerfile_instructions()
+    state = dockerfile_env()["EXFIL_MONITOR_STATE__DIR"]
+    assert state == "/var/lib/exfil-monitor"
+    assert ("VOLUME", f'["{state}"]') in ins
+    words = [w for w, _ in ins]
+    chown = next(i for i, (w, rest) in enumerate(ins) if w == "RUN" and f"chown exfil:exfil {state}" in rest)
+    assert chown < words.index("VOLUME"), "declared after the chown, so a fresh volume is the user's"
+    user = [rest for w, rest in ins if w == "USER"][-1]
+    assert re.search(rf"--uid {user.split(':')[0]} ", " ".join(rest for w, rest in ins if w == "RUN"))
+
+
 def healthcheck_argv() -> list[str]:
     (health,) = [rest for w, rest in dockerfile_instructions() if w == "HEALTHCHECK"]
     argv = json.loads(health.split(" CMD ", 1)[1])

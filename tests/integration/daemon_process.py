@@ -66,6 +66,7 @@ class DaemonProcess:
         if dead_letter_topic:
             kafka["dead_letter_topic"] = dead_letter_topic
         config = {"kafka": kafka, "rules": {"path": str(rules)}, "outputs": outputs,
+                  "state": {"dir": str(workdir / "state")},  # its own: daemons of a group run at once
                   "http": {"listen": "127.0.0.1:0", **(http or {})}, "log": {"format": "json", "level": "info"}}  # fmt: skip
         self.config.write_bytes(orjson.dumps(config))  # JSON is YAML
         self.rlimit_nofile = rlimit_nofile
