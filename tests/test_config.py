@@ -44,7 +44,7 @@ def write(tmp_path: Path, text: str, name: str = "monitor.yaml") -> Path:
 def problems(path: Path, environ: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
         load_config(path, environ or {})
-    return info.value.problems
+    return [str(p) for p in info.value.problems]
 
 
 def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
