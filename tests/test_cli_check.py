@@ -123,7 +123,7 @@ def test_check_of_a_valid_set_exits_0_with_a_one_line_summary(
             "lists.yaml": "lists:\n  t: [customers]\n  u: [a]\nschedules:\n  s: {timezone: UTC}\n",
             "a.yaml": "rules:\n  - {id: a, severity: low, match: {f: {in: $t}}}\n"
             "  - {id: b, severity: low, enabled: false, when: {inside: s}}\n",
-            "more/b.yml": "rules:\n  - {id: c, severity: info}\n",
+            "more/b.yml": "rules:\n  - {id: c, severity: info, match: {g: {in: $u}}}\n",  # every list used
             "a.test.yaml": "cases: []\n",
             "README.md": "# not rules\n",
         }
