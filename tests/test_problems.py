@@ -71,3 +71,22 @@ def test_did_you_mean_offers_the_closest_known_name_or_nothing() -> None:
     assert did_you_mean("supress", ["window", "suppress", "labels"]) == " (did you mean 'suppress'?)"
     assert did_you_mean("colour", ["window", "suppress"]) == ""
     assert did_you_mean("tabels", ["tables"], show="${}") == " (did you mean $tables?)"
+
+
+def test_the_warnings_of_a_loaded_rule_set_are_logged_with_the_load() -> None:
+    import io
+    import json
+
+    from prometheus_client import CollectorRegistry
+
+    from monitor.rules.loader import load_texts
+    from monitor.telemetry import Metrics, Telemetry, configure_logging
+
+    rs = load_texts([("w.yaml", b"lists:\n  spare: [x]\nrules:\n  - {id: r, severity: low}\n")])
+    stream = io.StringIO()
+    telemetry = Telemetry(Metrics(CollectorRegistry()), configure_logging("json", "info", stream))
+    telemetry.rules_loaded(len(rs.enabled), rs.digest, rs.files, [str(w) for w in rs.warnings])
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(x["event"], x["level"]) for x in lines] == [("rules_loaded", "info"), ("rule_warnings", "warning")]
+    assert lines[1]["warnings"] == ["w.yaml:2:3: warning: list 'spare' is not used by any rule"]
+    assert lines[1]["count"] == 1
