@@ -155,7 +155,7 @@ class Daemon:
             self.telemetry.rules_rejected([str(p) for p in exc.problems])
             return EXIT_FAILED
         rs = self.ruleset
-        self.telemetry.rules_loaded(len(rs.enabled), rs.digest, rs.files)
+        self.telemetry.rules_loaded(len(rs.enabled), rs.digest, rs.files, [str(w) for w in rs.warnings])
         e = c.engine
         options = EngineOptions(allowed_lateness_ms=e.allowed_lateness, max_groups_per_rule=e.max_groups_per_rule,
                                 distinct_exact_limit=e.distinct_exact_limit)  # fmt: skip

@@ -123,8 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"exfil-monitor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("check", help="validate a rule file or folder and report every problem")
-    p.add_argument("path", help="a rule file or a folder of *.yaml rule files")
+    p = sub.add_parser("check", help="validate a rule file or folder (or a config) and report every problem")
+    p.add_argument("path", nargs="?", help="a rule file or a folder of *.yaml rule files")
+    p.add_argument("--config", metavar="FILE", help="also (or only) validate the daemon's YAML config")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text lines (default) or one JSON document with codes and a summary")  # fmt: skip
+    p.add_argument("--codes", action="store_true", help="text lines show each problem's code (see docs/problems.md)")
+    p.add_argument("--strict", action="store_true", help="warnings fail the check too (exit 1)")
+    p.set_defaults(usage_error=p.error)
 
     p = sub.add_parser("replay", help="run recorded events (JSON lines) through the rules")
     p.add_argument("--rules", default=None, help="rule file or folder (default: the bundled pack)")
@@ -158,19 +164,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        rs = load_rules(args.path)
-    except RuleLoadError as exc:
-        for p in exc.problems:
-            print(p)
-        print(f"{len(exc.problems)} problem(s) in {args.path}")
-        return 1
-    enabled = len(rs.enabled)
-    print(
-        f"ok: {len(rs.rules)} rules ({enabled} enabled) in {len(rs.files)} file(s), "
-        f"{len(rs.lists)} list(s), {len(rs.schedules)} schedule(s)"
-    )
-    return 0
+    """Errors exit 1; warnings print but exit 0 unless ``--strict``."""
+    import json
+
+    from monitor.config import ConfigError, load_config
+    from monitor.problems import Problem, errors, warnings
+
+    if args.path is None and args.config is None:
+        args.usage_error("give a rule file or folder, --config FILE, or both")
+    checked: list[tuple[str, list[Problem], str]] = []  # (what, problems, summary when it loads)
+    summary: dict[str, object] = {}
+    if args.config is not None:
+        try:
+            load_config(args.config)
+            checked.append((args.config, [], f"ok: config {args.config}"))
+        except ConfigError as exc:
+            checked.append((args.config, exc.problems, ""))
+    if args.path is not None:
+        try:
+            rs = load_rules(args.path)
+        except RuleLoadError as exc:
+            checked.append((args.path, exc.problems, ""))
+        else:
+            counts = {"rules": len(rs.rules), "enabled": len(rs.enabled), "files": len(rs.files),
+                      "lists": len(rs.lists), "schedules": len(rs.schedules)}  # fmt: skip
+            summary.update(counts)
+            line = (
+                f"ok: {counts['rules']} rules ({counts['enabled']} enabled) in {counts['files']} file(s), "
+                f"{counts['lists']} list(s), {counts['schedules']} schedule(s)"
+            )
+            checked.append((args.path, list(rs.warnings), line))
+    found = [p for _, ps, _ in checked for p in ps]
+    n_errors, n_warnings = len(errors(found)), len(warnings(found))
+    failed = n_errors > 0 or (args.strict and n_warnings > 0)
+    if args.format == "json":
+        summary.update(errors=n_errors, warnings=n_warnings, ok=not failed)
+        print(json.dumps({"problems": [p.as_json() for p in found], "summary": summary}, indent=2))
+        return 1 if failed else 0
+    for what, ps, ok_line in checked:
+        for p in ps:
+            print(p.format(codes=args.codes))
+        if errors(ps):
+            print(f"{len(ps)} problem(s) in {what}")
+        elif args.strict and ps:
+            print(f"{len(ps)} warning(s) in {what}; --strict fails on warnings")
+        else:
+            print(ok_line + (f"; {len(ps)} warning(s)" if ps else ""))
+    return 1 if failed else 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 Every problem is reported at once as ``FILE:LINE:COL: key.path: message``, because an
 operator fixing a config during an incident should not have to restart five times to
 find five typos. The models in :mod:`monitor.config` say what is valid; this module
-finds where in the file (or which variable) each pydantic error comes from, and adds a
+finds where in the file (or which variable) each pydantic error comes from, gives it a
+code (:mod:`monitor.problems`, the same :class:`Problem` rule packs report) and adds a
 did-you-mean hint to unknown keys.
 
 Environment variables override the file, so secrets need not be written in it:
@@ -21,7 +22,6 @@ that need them: a top-level import would be circular.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from monitor.rules.errors import Problem
+from monitor.problems import Problem, did_you_mean
 from monitor.rules.yamlpos import Doc, YamlProblem, load
+from monitor.timeparse import parse_duration
 
 if TYPE_CHECKING:
     from monitor.config import Config
@@ -41,9 +42,9 @@ ENV_PREFIX = "EXFIL_MONITOR_"
 class ConfigError(Exception):
     """Every problem found in a config file and its environment overrides."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        super().__init__("\n".join(problems))
+        super().__init__("\n".join(str(p) for p in problems))
 
 
 class KeyProblem(ValueError):
@@ -63,30 +64,34 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([f"{name}:1:1: cannot read: {exc.strerror or exc}"]) from None
+        raise ConfigError([Problem(name, 1, 1, f"cannot read: {exc.strerror or exc}", code="E-CANNOT-READ")]) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError([f"{name}:1:1: not UTF-8 text (byte {exc.start})"]) from None
+        raise ConfigError([Problem(name, 1, 1, f"not UTF-8 text (byte {exc.start})", code="E-NOT-UTF8")]) from None
     try:
         doc = load(text)
     except YamlProblem as exc:
-        raise ConfigError([str(Problem(name, exc.pos.line, exc.pos.col, exc.message))]) from None
+        raise ConfigError([Problem(name, exc.pos.line, exc.pos.col, exc.message, code=exc.code)]) from None
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
-        raise ConfigError([f"{name}:1:1: expected a mapping of sections (kafka, rules, ...)"])
-    problems: list[str] = []
+        raise ConfigError(
+            [Problem(name, 1, 1, "expected a mapping of sections (kafka, rules, ...)", code="E-BAD-TYPE")]
+        )
+    problems: list[Problem] = []
     env_paths = _apply_env(data, os.environ if environ is None else environ, problems)
     try:
         config = Config.model_validate(data, context={"base": Path(path).resolve().parent})
     except ValidationError as exc:
-        found = sorted(_describe(err, doc, data, name, env_paths) for err in exc.errors())
-        problems.extend(text for _pos, text in found)
+        found = [_describe(err, doc, data, name, env_paths) for err in exc.errors()]
+        problems.extend(sorted(found, key=lambda p: (p.line, p.col, str(p))))
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
     return config
 
 
-def _apply_env(data: dict[str, Any], environ: Mapping[str, str], problems: list[str]) -> dict[tuple[Any, ...], str]:
+def _apply_env(
+    data: dict[str, Any], environ: Mapping[str, str], problems: list[Problem]
+) -> dict[tuple[Any, ...], str]:
     """Set ``EXFIL_MONITOR_A__B`` values into ``data``; return path -> variable name."""
     applied: dict[tuple[Any, ...], str] = {}
     # An override names a key inside a section, so it has a "__": other EXFIL_MONITOR_
@@ -94,7 +99,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str], problems: list[
     for var in sorted(v for v in environ if v.startswith(ENV_PREFIX) and "__" in v[len(ENV_PREFIX):]):
         parts: list[Any] = [int(p) if p.isdigit() else p.lower() for p in var[len(ENV_PREFIX):].split("__")]
         if "" in parts:
-            problems.append(f"${var}: malformed name (levels are joined by a double underscore)")
+            problems.append(_env_problem(var, "malformed name (levels are joined by a double underscore)"))
             continue
         cur: Any = data
         for i, part in enumerate(parts):
@@ -104,11 +109,11 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str], problems: list[
                     cur[part] = environ[var]
                 elif not isinstance(cur.get(part), dict | list):
                     if isinstance(parts[i + 1], int):  # a list item can only be changed, not made
-                        problems.append(f"${var}: {_dotted(parts[: i + 1])} has no item {parts[i + 1]}")
+                        problems.append(_env_problem(var, f"{_dotted(parts[: i + 1])} has no item {parts[i + 1]}"))
                         break
                     cur[part] = {}
             elif not (isinstance(cur, list) and isinstance(part, int) and part < len(cur)):
-                problems.append(f"${var}: {_dotted(parts[:i]) or 'the top level'} has no item {part}")
+                problems.append(_env_problem(var, f"{_dotted(parts[:i]) or 'the top level'} has no item {part}"))
                 break
             elif last:
                 cur[part] = environ[var]
@@ -116,6 +121,10 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str], problems: list[
         else:
             applied[tuple(parts)] = var
     return applied
+
+
+def _env_problem(var: str, message: str) -> Problem:
+    return Problem(f"${var}", 0, 0, message, code="E-BAD-ENV")
 
 
 def _dotted(path: Any) -> str:
@@ -142,10 +151,8 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], bool]:
     return tuple(path), True
 
 
-def _describe(
-    err: Any, doc: Doc, data: Any, name: str, env: dict[tuple[Any, ...], str]
-) -> tuple[tuple[int, int], str]:
-    """((line, col) to sort by, ``FILE:LINE:COL: key.path: message``) for one pydantic error."""
+def _describe(err: Any, doc: Doc, data: Any, name: str, env: dict[tuple[Any, ...], str]) -> Problem:
+    """The problem, ``FILE:LINE:COL: key.path: message`` with a code, for one pydantic error."""
     loc = tuple(err["loc"])
     cause = (err.get("ctx") or {}).get("error")
     if isinstance(cause, KeyProblem):
@@ -155,8 +162,7 @@ def _describe(
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
         key = str(path[-1])
-        hint = difflib.get_close_matches(key, _known_keys(path[:-1], data), n=1)
-        message = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        message = f"unknown key {key!r}" + did_you_mean(key, _known_keys(path[:-1], data))
         where_path = path[:-1]
     elif kind == "missing":
         message = f"missing required key {str(loc[-1])!r}"
@@ -166,6 +172,7 @@ def _describe(
         where_path = path
     else:
         where_path = path
+    code = _code(kind, path if complete else (), data)
     label = _dotted(where_path)
     text = f"{label}: {message}" if label else message
     # The value came from a variable (it or a parent was set), or the key did not exist
@@ -174,18 +181,46 @@ def _describe(
         [v for p, v in env.items() if p[: len(path)] == path] if path not in doc.values else []
     )
     if blame:
-        return (0, 0), f"${blame[0]}: {text}"
+        return Problem(f"${blame[0]}", 0, 0, text, code=code)
     if kind == "extra_forbidden":
         pos = doc.key_at(path)
     elif kind == "missing" or not complete:
         pos = doc.key_at(path) if path else doc.where(())
     else:
         pos = doc.where(path)
-    return (pos.line, pos.col), f"{name}:{pos.line}:{pos.col}: {text}"
+    return Problem(name, pos.line, pos.col, text, code=code)
+
+
+_CODES = {
+    "extra_forbidden": "E-UNKNOWN-KEY",
+    "missing": "E-MISSING-KEY",
+    "union_tag_not_found": "E-MISSING-KEY",
+    "union_tag_invalid": "E-UNKNOWN-TYPE",
+}
+
+
+def _code(kind: str, path: tuple[Any, ...], data: Any) -> str:
+    """The problem code for a pydantic error type; ``path`` leads to the offending value."""
+    if kind in _CODES:
+        return _CODES[kind]
+    if kind.endswith(("_type", "_parsing")) or kind in ("is_instance_of", "model_attributes_type"):
+        return "E-BAD-TYPE"
+    if kind == "value_error" and path and isinstance(path[-1], str):
+        model = _model_at(path[:-1], data)
+        info = model.model_fields.get(path[-1]) if model is not None else None
+        if info is not None and any(getattr(m, "func", None) is parse_duration for m in info.metadata):
+            return "E-BAD-DURATION"
+    return "E-BAD-VALUE"
 
 
 def _known_keys(path: tuple[Any, ...], data: Any) -> list[str]:
     """The keys the model at ``path`` accepts, for did-you-mean hints."""
+    model = _model_at(path, data)
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_at(path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
+    """The model that validates the mapping at ``path`` of the data."""
     from monitor.config import OUTPUT_MODELS, Config
 
     model: Any = Config
@@ -199,5 +234,5 @@ def _known_keys(path: tuple[Any, ...], data: Any) -> list[str]:
             args = getattr(ann, "__args__", (ann,))
             model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
         else:
-            return []
-    return list(model.model_fields) if model is not None else []
+            return None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 import structlog
@@ -184,10 +184,12 @@ class Telemetry:
         self.limiter = limiter or RateLimiter()
         self._synced: dict[int, tuple[Any, list[Any], list[int]]] = {}  # id(state) -> metrics
 
-    def rules_loaded(self, count: int, digest: str, files: Iterable[str]) -> None:
+    def rules_loaded(self, count: int, digest: str, files: Iterable[str], warnings: Sequence[str] = ()) -> None:
         self.metrics.rules_loaded.set(count)
         self.metrics.rule_reloads.labels(outcome="success").inc()
         self.log.info("rules_loaded", rules=count, digest=digest[:12], files=len(list(files)))
+        if warnings:  # the set is in force, but some rule probably does not do what it should
+            self.log.warning("rule_warnings", warnings=list(warnings[:50]), count=len(warnings))
 
     def rules_rejected(self, problems: list[str]) -> None:
         self.metrics.rule_reloads.labels(outcome="rejected").inc()

@@ -3,6 +3,7 @@ traceback; a valid set exits 0 with a one-line summary."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def test_check_of_a_valid_set_exits_0_with_a_one_line_summary(
             "lists.yaml": "lists:\n  t: [customers]\n  u: [a]\nschedules:\n  s: {timezone: UTC}\n",
             "a.yaml": "rules:\n  - {id: a, severity: low, match: {f: {in: $t}}}\n"
             "  - {id: b, severity: low, enabled: false, when: {inside: s}}\n",
-            "more/b.yml": "rules:\n  - {id: c, severity: info}\n",
+            "more/b.yml": "rules:\n  - {id: c, severity: info, match: {g: {in: $u}}}\n",  # every list used
             "a.test.yaml": "cases: []\n",
             "README.md": "# not rules\n",
         }
@@ -186,3 +187,104 @@ def test_check_as_a_process(rule_tree: Tree) -> None:
     )  # fmt: skip
     assert (ok.returncode, ok.stderr) == (0, "")
     assert SUMMARY.match(ok.stdout.strip())
+
+
+WARNED = {
+    "a.yaml": (
+        "lists:\n"
+        "  spare: [x]\n"  # 2: never used
+        "  none: []\n"
+        "schedules:\n"
+        "  never: {hours: []}\n"
+        "rules:\n"
+        "  - id: r1\n"
+        "    severity: low\n"
+        "    match: {f: {in: $none}}\n"  # 9: an empty list
+        "    when: {inside: never}\n"  # 10: a schedule with no hours
+    ),
+}
+WARNINGS = [
+    ("a.yaml:2:3", "W-UNUSED-LIST", "list 'spare' is not used by any rule"),
+    ("a.yaml:9:21", "W-EMPTY-LIST", "rule r1: f: list $none is empty, so in never holds and the rule can never fire"),
+    ("a.yaml:10:20", "W-EMPTY-SCHEDULE", "rule r1: when: schedule 'never' has no hours, so inside never holds"),
+]
+
+
+def test_warnings_print_but_pass_unless_strict(rule_tree: Tree, capsys: pytest.CaptureFixture[str]) -> None:
+    root = rule_tree(WARNED)
+    assert main(["check", str(root)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        *(f"{root}/{where}: warning: {message}" for where, _, message in WARNINGS),
+        "ok: 1 rules (1 enabled) in 1 file(s), 2 list(s), 1 schedule(s); 3 warning(s)",
+    ]
+    assert main(["check", "--strict", str(root)]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == f"3 warning(s) in {root}; --strict fails on warnings"
+
+
+def test_codes_mode_shows_each_code_after_the_position(rule_tree: Tree, capsys: pytest.CaptureFixture[str]) -> None:
+    root = rule_tree(WARNED)
+    assert main(["check", "--codes", str(root)]) == 0
+    assert capsys.readouterr().out.splitlines()[:-1] == [
+        f"{root}/{where}: {code}: warning: {message}" for where, code, message in WARNINGS
+    ]
+
+
+def test_codes_mode_on_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("rules:\n  - {id: r1, severity: low, colour: red, suppres: 1m}\n")
+    assert main(["check", "--codes", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}:2:29: E-UNKNOWN-KEY: rule r1: unknown key 'colour'",
+        f"{path}:2:42: E-UNKNOWN-KEY: rule r1: unknown key 'suppres' (did you mean 'suppress'?)",
+        f"2 problem(s) in {path}",
+    ]
+
+
+def test_json_gives_every_problem_with_code_severity_and_position_and_a_summary(
+    rule_tree: Tree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = rule_tree(BROKEN)
+    assert main(["check", "--format", "json", str(root)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    rows = [(Path(p["file"]).relative_to(root).as_posix(), p["line"], p["col"], p["rule"]) for p in doc["problems"]]
+    assert rows == EXPECTED
+    assert {p["severity"] for p in doc["problems"]} == {"error"}
+    by_line = {(p["file"].rsplit("/", 1)[-1], p["line"]): p["code"] for p in doc["problems"]}
+    assert by_line[("a.yaml", 8)] == "E-UNDEFINED-LIST"
+    assert by_line[("a.yaml", 13)] == "E-UNKNOWN-KEY"
+    assert by_line[("c.yaml", 2)] == "E-YAML-SYNTAX"
+    assert doc["summary"] == {"errors": len(EXPECTED), "warnings": 0, "ok": False}
+
+
+@pytest.mark.parametrize(("strict", "rc"), [([], 0), (["--strict"], 1)])
+def test_json_of_warnings(
+    rule_tree: Tree, capsys: pytest.CaptureFixture[str], strict: list[str], rc: int
+) -> None:
+    root = rule_tree(WARNED)
+    assert main(["check", "--format", "json", *strict, str(root)]) == rc
+    doc = json.loads(capsys.readouterr().out)
+    assert [(p["code"], p["severity"], p["line"]) for p in doc["problems"]] == [
+        ("W-UNUSED-LIST", "warning", 2), ("W-EMPTY-LIST", "warning", 9), ("W-EMPTY-SCHEDULE", "warning", 10),
+    ]  # fmt: skip
+    assert doc["summary"] == {
+        "rules": 1, "enabled": 1, "files": 1, "lists": 2, "schedules": 1,
+        "errors": 0, "warnings": 3, "ok": rc == 0,
+    }  # fmt: skip
+
+
+def test_a_config_goes_through_the_same_problem_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = REPO / "deploy" / "monitor.example.yaml"
+    assert main(["check", "--config", str(good)]) == 0
+    assert capsys.readouterr().out == f"ok: config {good}\n"
+    bad = tmp_path / "monitor.yaml"
+    bad.write_text("kafka:\n  topics: [a]\n  bootstrap_servers: x:1\nrules: {paht: r}\n")
+    assert main(["check", "--config", str(bad), "--codes"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{bad}:4:1: E-MISSING-KEY: rules: missing required key 'path'",
+        f"{bad}:4:9: E-UNKNOWN-KEY: rules: unknown key 'paht' (did you mean 'path'?)",
+        f"2 problem(s) in {bad}",
+    ]
+    assert main(["check", "--config", str(bad), "--format", "json", str(EXAMPLE)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert [p["code"] for p in doc["problems"]] == ["E-MISSING-KEY", "E-UNKNOWN-KEY"]
+    assert doc["summary"]["ok"] is False and doc["summary"]["rules"] == 1

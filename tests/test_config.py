@@ -44,7 +44,7 @@ def write(tmp_path: Path, text: str, name: str = "monitor.yaml") -> Path:
 def problems(path: Path, environ: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
         load_config(path, environ or {})
-    return info.value.problems
+    return [str(p) for p in info.value.problems]
 
 
 def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
@@ -252,3 +252,43 @@ def test_run_prints_config_problems_and_exits_1_without_traceback(
     assert f"{path}:3:3: kafka: unknown key 'topcs' (did you mean 'topics'?)" in err
     assert "Traceback" not in err
     assert err.strip().endswith(f"problem(s) in {path}")
+
+
+def codes(path: Path, environ: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(code, text) of every problem: config problems share the rule packs' Problem."""
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ or {})
+    return [(p.code, str(p)) for p in info.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        (MINIMAL.replace("topics:", "topcs:"), "E-UNKNOWN-KEY"),
+        (MINIMAL.replace("rules:\n  path: rules\n", "rules: {}\n"), "E-MISSING-KEY"),
+        (MINIMAL + "engine: {max_groups_per_rule: many}\n", "E-BAD-TYPE"),
+        (MINIMAL + "engine: {allowed_lateness: 10}\n", "E-BAD-DURATION"),
+        (MINIMAL + "kafka_extra: 1\n", "E-UNKNOWN-KEY"),
+        (MINIMAL + "outputs: [{type: pager}]\n", "E-UNKNOWN-TYPE"),
+        (MINIMAL + "outputs: [{name: x}]\n", "E-MISSING-KEY"),
+        (MINIMAL.replace("topics: [events]", "topics: [events]\n  topic_pattern: 'e.*'"), "E-BAD-VALUE"),
+        ("kafka: [unclosed\n", "E-YAML-SYNTAX"),
+        ("rules: {}\nrules: {}\n", "E-DUPLICATE-KEY"),
+        ("- a\n", "E-BAD-TYPE"),
+    ],
+)
+def test_every_config_problem_has_its_code(tmp_path: Path, text: str, code: str) -> None:
+    found = codes(write(tmp_path, text))
+    assert [c for c, _ in found] == [code], found
+
+
+def test_unreadable_and_environment_problems_have_codes(tmp_path: Path) -> None:
+    assert [c for c, _ in codes(tmp_path / "nope.yaml")] == ["E-CANNOT-READ"]
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("# caf\xe9\n".encode("latin-1"))
+    assert [c for c, _ in codes(latin)] == ["E-NOT-UTF8"]
+    path = write(tmp_path, MINIMAL)
+    assert codes(path, {"EXFIL_MONITOR_KAFKA__": "x", "EXFIL_MONITOR_KAFKA__GRUOP_ID": "g"}) == [
+        ("E-BAD-ENV", "$EXFIL_MONITOR_KAFKA__: malformed name (levels are joined by a double underscore)"),
+        ("E-UNKNOWN-KEY", "$EXFIL_MONITOR_KAFKA__GRUOP_ID: kafka: unknown key 'gruop_id' (did you mean 'group_id'?)"),
+    ]

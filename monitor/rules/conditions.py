@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from monitor.problems import did_you_mean
 from monitor.rules.compile import compile_regex
 from monitor.rules.context import FIELD, NAME, FileDoc, ValidationContext, is_number, is_scalar
 from monitor.rules.model import MATCH_OPS, Condition
@@ -28,22 +29,22 @@ class ConditionChecks(ValidationContext):
         doc = f.doc
         out: list[Condition] = []
         if not isinstance(match, dict):
-            self._report(f, doc.where((*path, "match")), "match must be a mapping of field: condition", rid)
+            self._report(f, doc.where((*path, "match")), "match must be a mapping of field: condition", rid, code="E-BAD-TYPE")
             return out
         for fld, cond in match.items():
             fpath: Path = (*path, "match", fld)
             if not FIELD.match(fld):
-                self._report(f, doc.key_at(fpath), f"invalid field path {fld!r}", rid)
+                self._report(f, doc.key_at(fpath), f"invalid field path {fld!r}", rid, code="E-BAD-FIELD")
                 continue
             if isinstance(cond, dict):
                 if not cond:
-                    self._report(f, doc.where(fpath), f"{fld}: no operator given", rid)
+                    self._report(f, doc.where(fpath), f"{fld}: no operator given", rid, code="E-NO-OPERATOR")
                 for op, value in cond.items():
                     c = self._condition(f, (*fpath, op), fld, op, value, rid)
                     if c is not None:
                         out.append(c)
             elif isinstance(cond, list):
-                self._report(f, doc.where(fpath), f"{fld}: a list needs an operator, e.g. {{in: [...]}}", rid)
+                self._report(f, doc.where(fpath), f"{fld}: a list needs an operator, e.g. {{in: [...]}}", rid, code="E-NO-OPERATOR")
             else:
                 c = self._condition(f, fpath, fld, "eq", cond, rid, bare=True)
                 if c is not None:
@@ -56,20 +57,30 @@ class ConditionChecks(ValidationContext):
         doc = f.doc
         pos = doc.where(path)
 
-        def bad(msg: str) -> None:
-            self._report(f, pos, f"{fld}: {msg}", rid)
+        def bad(msg: str, code: str = "E-BAD-OPERAND") -> None:
+            self._report(f, pos, f"{fld}: {msg}", rid, code=code)
 
         if op not in MATCH_OPS:
-            self._report(f, doc.key_at(path), f"{fld}: unknown operator {op!r} (one of {', '.join(MATCH_OPS)})", rid)
+            self._report(
+                f, doc.key_at(path), f"{fld}: unknown operator {op!r} (one of {', '.join(MATCH_OPS)})" + did_you_mean(op, MATCH_OPS),
+                rid, code="E-UNKNOWN-OPERATOR",
+            )  # fmt: skip
             return None
         if isinstance(value, str) and value.startswith("$") and NAME.match(value[1:]):
+            ref = value[1:]
+            self._used.add(ref)
             if op not in _LIST_OPS:
-                bad(f"a list reference ({value}) works with {', '.join(_LIST_OPS)} only")
+                bad(f"a list reference ({value}) works with {', '.join(_LIST_OPS)} only", "E-BAD-LIST-REF")
                 return None
-            if value[1:] not in self.lists:
-                bad(f"undefined list {value}")
+            if ref not in self.lists:
+                bad(f"undefined list {value}" + did_you_mean(ref, list(self.lists), show="${}"), "E-UNDEFINED-LIST")
                 return None
-            value = self.lists[value[1:]]
+            value = self.lists[ref]
+            if not value and op in ("in", "cidr"):
+                self._warn(
+                    f, pos, f"{fld}: list ${ref} is empty, so {op} never holds and the rule can never fire",
+                    rid, code="W-EMPTY-LIST",
+                )  # fmt: skip
         if op in ("eq", "ne"):
             if not is_scalar(value):
                 bad(f"{op if not bare else 'a value'} needs text, a number or a boolean"
@@ -91,7 +102,7 @@ class ConditionChecks(ValidationContext):
                 compile_regex(value)
             except Exception as exc:  # re2 raises its own error type, with bytes
                 detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
-                bad(f"bad regex {value!r}: {detail}")
+                bad(f"bad regex {value!r}: {detail}", "E-BAD-REGEX")
                 return None
         elif op == "cidr":
             nets = value if isinstance(value, list) else [value]
@@ -101,7 +112,7 @@ class ConditionChecks(ValidationContext):
                         raise ValueError(f"{net!r} is not text")
                     ipaddress.ip_network(net, strict=False)
                 except ValueError as exc:
-                    bad(f"bad network {net!r}: {exc}")
+                    bad(f"bad network {net!r}: {exc}", "E-BAD-NETWORK")
                     return None
             value = list(nets)
         elif op in ("gt", "gte", "lt", "lte"):
@@ -118,14 +129,29 @@ class ConditionChecks(ValidationContext):
             return None
         wpath: Path = (*path, "when")
         if not isinstance(when, dict) or len(when) != 1:
-            self._report(f, f.doc.where(wpath), "when must be {inside: SCHEDULE} or {outside: SCHEDULE}", rid)
+            self._report(f, f.doc.where(wpath), "when must be {inside: SCHEDULE} or {outside: SCHEDULE}", rid, code="E-BAD-WHEN")
             return False
         ((kind, name),) = when.items()
         if kind not in ("inside", "outside"):
-            self._report(f, f.doc.key_at((*wpath, kind)), f"when: unknown key {kind!r} (inside or outside)", rid)
+            self._report(
+                f, f.doc.key_at((*wpath, kind)),
+                f"when: unknown key {kind!r} (inside or outside)" + did_you_mean(kind, ("inside", "outside")),
+                rid, code="E-UNKNOWN-KEY",
+            )  # fmt: skip
+            return False
+        where = f.doc.where((*wpath, kind))
+        if isinstance(name, str) and name in self._broken:
+            self._report(f, where, f"when: schedule {name!r} has errors", rid, code="E-BROKEN-SCHEDULE")
             return False
         if not isinstance(name, str) or name not in self.schedules:
-            problem = f"schedule {name!r} has errors" if isinstance(name, str) and name in self._broken else f"undefined schedule {name!r}"
-            self._report(f, f.doc.where((*wpath, kind)), f"when: {problem}", rid)
+            hint = did_you_mean(name, list(self.schedules)) if isinstance(name, str) else ""
+            self._report(f, where, f"when: undefined schedule {name!r}{hint}", rid, code="E-UNDEFINED-SCHEDULE")
             return False
-        return (kind, self.schedules[name])
+        schedule = self.schedules[name]
+        if not schedule.ranges or not schedule.days:
+            empty = "hours" if not schedule.ranges else "days"
+            always = "never holds" if kind == "inside" else "always holds"
+            self._warn(
+                f, where, f"when: schedule {name!r} has no {empty}, so {kind} {always}", rid, code="W-EMPTY-SCHEDULE"
+            )
+        return (kind, schedule)

@@ -43,10 +43,17 @@ class ValidationContext:
     """The state of validating one rule set; lists and schedules are shared by all files."""
 
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
     lists: dict[str, list[Any]] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     _defined_at: dict[tuple[str, str], str] = field(default_factory=dict)
     _broken: set[str] = field(default_factory=set)  # schedules defined with errors
+    _list_at: dict[str, tuple[FileDoc, Pos]] = field(default_factory=dict)  # where each list is named
+    _used: set[str] = field(default_factory=set)  # lists some rule refers to, valid or not
 
-    def _report(self, f: FileDoc, pos: Pos, message: str, rule: str | None = None) -> None:
-        self.problems.append(Problem(f.name, pos.line, pos.col, message, rule))
+    def _report(self, f: FileDoc, pos: Pos, message: str, rule: str | None = None, *, code: str) -> None:
+        self.problems.append(Problem(f.name, pos.line, pos.col, message, rule, code=code))
+
+    def _warn(self, f: FileDoc, pos: Pos, message: str, rule: str | None = None, *, code: str) -> None:
+        """A warning does not make its rule invalid, so it is kept apart from the errors."""
+        self.warnings.append(Problem(f.name, pos.line, pos.col, message, rule, code=code))

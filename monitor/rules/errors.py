@@ -1,12 +1,18 @@
 """Problems found while loading rules, each pointing at a file, line and column.
 
 Loading collects every problem of every file before giving up, so a security engineer
-fixing a rule pack sees the whole list at once instead of one error per run.
+fixing a rule pack sees the whole list at once instead of one error per run. The
+:class:`Problem` shape and its codes are shared with config loading, in
+:mod:`monitor.problems`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from monitor.problems import Problem, sort_key
+
+__all__ = ["Pos", "Problem", "RuleLoadError"]
 
 
 @dataclass(frozen=True, order=True)
@@ -17,24 +23,9 @@ class Pos:
     col: int
 
 
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    col: int
-    message: str
-    rule: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.col}: "
-        if self.rule is not None:
-            where += f"rule {self.rule}: "
-        return where + self.message
-
-
 class RuleLoadError(Exception):
-    """Raised with every problem found; the rule set in force stays as it was."""
+    """Raised with every error found; the rule set in force stays as it was."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.col, p.message))
+        self.problems = sorted(problems, key=sort_key)
         super().__init__("\n".join(str(p) for p in self.problems))

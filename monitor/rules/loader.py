@@ -1,8 +1,11 @@
 """Rule loading in stages: parse, validate, compile; the caller swaps the result in.
 
 ``load_rules`` either returns a complete, compiled :class:`RuleSet` or raises
-:class:`RuleLoadError` with every problem of every file. It never returns half a rule
-set, so a bad edit can never replace a good rule set in a running daemon.
+:class:`RuleLoadError` with every error of every file. It never returns half a rule
+set, so a bad edit can never replace a good rule set in a running daemon. Warnings do
+not stop a load: they travel with the :class:`RuleSet` for ``check`` and the daemon to
+report. They are judged only on a set without errors, because a rule that failed to
+validate may be the one that used a list now reported as unused.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monitor.problems import sort_key
 from monitor.rules.compile import (
     Counter,
     Event,
@@ -52,6 +56,7 @@ class RuleSet:
     digest: str  # SHA-256 over the files' names and bytes: which rule set is in force
     lists: dict[str, list[Any]] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def enabled(self) -> tuple[CompiledRule, ...]:
@@ -101,9 +106,9 @@ def load_rules(path: str | Path) -> RuleSet:
     try:
         files = rule_files(root)
     except FileNotFoundError as exc:
-        raise RuleLoadError([Problem(str(root), 1, 1, str(exc).split(": ", 1)[1])]) from None
+        raise RuleLoadError([Problem(str(root), 1, 1, str(exc).split(": ", 1)[1], code="E-CANNOT-READ")]) from None
     if not files:
-        raise RuleLoadError([Problem(str(root), 1, 1, "no rule files (*.yaml, *.yml) found")])
+        raise RuleLoadError([Problem(str(root), 1, 1, "no rule files (*.yaml, *.yml) found", code="E-NO-RULE-FILES")])
     return load_texts([(str(p), p.read_bytes()) for p in files])
 
 
@@ -116,12 +121,12 @@ def load_texts(sources: list[tuple[str, bytes]]) -> RuleSet:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            problems.append(Problem(name, 1, 1, f"not UTF-8 text (byte {exc.start})"))
+            problems.append(Problem(name, 1, 1, f"not UTF-8 text (byte {exc.start})", code="E-NOT-UTF8"))
             continue
         try:
             docs.append(FileDoc(name, load(text)))
         except YamlProblem as exc:
-            problems.append(Problem(name, exc.pos.line, exc.pos.col, exc.message))
+            problems.append(Problem(name, exc.pos.line, exc.pos.col, exc.message, code=exc.code))
     validator = Validator()
     specs = validator.validate(docs)
     problems.extend(validator.problems)
@@ -133,6 +138,7 @@ def load_texts(sources: list[tuple[str, bytes]]) -> RuleSet:
         digest=digest.hexdigest(),
         lists=validator.lists,
         schedules=validator.schedules,
+        warnings=tuple(sorted(validator.warnings, key=sort_key)),
     )
 
 

@@ -13,10 +13,10 @@ definitions are checked in :mod:`monitor.rules.definitions`, a rule's ``match`` 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from monitor.problems import did_you_mean
 from monitor.rules.conditions import ConditionChecks
 from monitor.rules.context import FIELD, FileDoc, is_number, is_scalar
 from monitor.rules.definitions import DefinitionChecks
@@ -28,6 +28,7 @@ __all__ = ["MAX_BUCKETS", "FileDoc", "Validator", "default_resolution"]
 
 MAX_BUCKETS = 10_000
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
+_TOP_KEYS = ("lists", "schedules", "rules")
 _RULE_KEYS = (
     "id", "description", "severity", "enabled", "match", "when", "group_by", "window",
     "resolution", "aggregate", "threshold", "suppress", "labels", "annotations",
@@ -52,20 +53,23 @@ class Validator(DefinitionChecks, ConditionChecks):
             if rules is None:
                 continue
             if not isinstance(rules, list):
-                self._report(f, f.doc.where(("rules",)), "'rules' must be a list of rules")
+                self._report(f, f.doc.where(("rules",)), "'rules' must be a list of rules", code="E-BAD-TYPE")
                 continue
             for i, raw in enumerate(rules):
                 rid = raw.get("id") if isinstance(raw, dict) else None
                 if isinstance(rid, str) and rid in seen:
                     self._report(
                         f, f.doc.where(("rules", i, "id")),
-                        f"duplicate rule id (first defined at {seen[rid]})", rid,
+                        f"duplicate rule id (first defined at {seen[rid]})", rid, code="E-DUPLICATE-RULE",
                     )  # fmt: skip
                 elif isinstance(rid, str):
                     seen[rid] = f"{f.name}:{f.doc.where(('rules', i)).line}"
                 spec = self._rule(f, ("rules", i), raw)
                 if spec is not None and not any(s.id == spec.id for s in specs):
                     specs.append(spec)
+        for name, (f, pos) in self._list_at.items():
+            if name not in self._used and name in self.lists:
+                self._warn(f, pos, f"list {name!r} is not used by any rule", code="W-UNUSED-LIST")
         return specs
 
     def _top_level(self, f: FileDoc) -> None:
@@ -73,14 +77,16 @@ class Validator(DefinitionChecks, ConditionChecks):
         if data is None:
             return
         if not isinstance(data, dict):
-            self._report(f, f.doc.where(()), "a rule file must be a mapping with lists, schedules and rules")
+            self._report(f, f.doc.where(()), "a rule file must be a mapping with lists, schedules and rules", code="E-BAD-TYPE")
             f.doc.data = {}
             return
         for key in data:
-            if key not in ("lists", "schedules", "rules"):
+            if key not in _TOP_KEYS:
                 self._report(
                     f, f.doc.key_at((key,)),
-                    f"unknown top-level key {key!r} (expected lists, schedules, rules)",
+                    f"unknown top-level key {key!r} (expected lists, schedules, rules)"
+                    + did_you_mean(key, _TOP_KEYS),
+                    code="E-UNKNOWN-KEY",
                 )  # fmt: skip
 
     # -- rules -----------------------------------------------------------------------
@@ -88,29 +94,30 @@ class Validator(DefinitionChecks, ConditionChecks):
     def _rule(self, f: FileDoc, path: Path, raw: Any) -> RuleSpec | None:
         doc = f.doc
         if not isinstance(raw, dict):
-            self._report(f, doc.where(path), "each rule must be a mapping")
+            self._report(f, doc.where(path), "each rule must be a mapping", code="E-BAD-TYPE")
             return None
         before = len(self.problems)
         rid = raw.get("id")
         if not isinstance(rid, str) or not _ID.match(rid):
             id_pos = doc.where((*path, "id")) if "id" in raw else doc.where(path)
-            self._report(f, id_pos, "every rule needs an id of letters, digits and - _ . : (e.g. bulk-customer-read)")
+            self._report(f, id_pos, "every rule needs an id of letters, digits and - _ . : (e.g. bulk-customer-read)", code="E-BAD-ID")
             rid = None
-        err: Callable[[Path, str], None] = lambda p, msg: self._report(f, doc.where((*path, *p)), msg, rid)  # noqa: E731
+        def err(p: Path, msg: str, code: str) -> None:
+            self._report(f, doc.where((*path, *p)), msg, rid, code=code)
 
         for key in raw:
             if key not in _RULE_KEYS:
-                self._report(f, doc.key_at((*path, key)), f"unknown key {key!r}", rid)
+                self._report(f, doc.key_at((*path, key)), f"unknown key {key!r}" + did_you_mean(key, _RULE_KEYS), rid, code="E-UNKNOWN-KEY")
         description = raw.get("description", "")
         if not isinstance(description, str):
-            err(("description",), "description must be text")
+            err(("description",), "description must be text", "E-BAD-TYPE")
         severity = raw.get("severity")
         if severity not in SEVERITIES:
             where: Path = ("severity",) if "severity" in raw else ()
-            err(where, f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+            err(where, f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}", "E-BAD-SEVERITY")
         enabled = raw.get("enabled", True)
         if not isinstance(enabled, bool):
-            err(("enabled",), "enabled must be true or false")
+            err(("enabled",), "enabled must be true or false", "E-BAD-TYPE")
 
         conditions = self._match(f, path, raw.get("match", {}), rid)
         when = self._when(f, path, raw.get("when"), rid)
@@ -119,14 +126,14 @@ class Validator(DefinitionChecks, ConditionChecks):
         window_ms = self._duration(f, path, raw, "window", rid, positive=True)
         resolution_ms = self._duration(f, path, raw, "resolution", rid, positive=True)
         if resolution_ms is not None and window_ms is None and "window" not in raw:
-            err(("resolution",), "resolution needs a window")
+            err(("resolution",), "resolution needs a window", "E-BAD-RESOLUTION")
         if window_ms is not None:
             if resolution_ms is None:
                 resolution_ms = default_resolution(window_ms)
             elif window_ms % resolution_ms:
-                err(("resolution",), "resolution must divide the window exactly")
+                err(("resolution",), "resolution must divide the window exactly", "E-BAD-RESOLUTION")
             elif window_ms // resolution_ms > MAX_BUCKETS:
-                err(("resolution",), f"window/resolution is {window_ms // resolution_ms}, at most {MAX_BUCKETS}")
+                err(("resolution",), f"window/resolution is {window_ms // resolution_ms}, at most {MAX_BUCKETS}", "E-BAD-RESOLUTION")
 
         aggregate, agg_field = self._aggregate(f, path, raw.get("aggregate", "count"), rid)
         threshold_op, threshold = self._threshold(f, path, raw.get("threshold", {"gte": 1}), rid)
@@ -156,25 +163,25 @@ class Validator(DefinitionChecks, ConditionChecks):
         try:
             ms = parse_duration(raw[key])
         except ValueError as exc:
-            self._report(f, f.doc.where((*path, key)), f"{key}: {exc}", rid)
+            self._report(f, f.doc.where((*path, key)), f"{key}: {exc}", rid, code="E-BAD-DURATION")
             return None
         if positive and ms <= 0:
-            self._report(f, f.doc.where((*path, key)), f"{key} must be longer than zero", rid)
+            self._report(f, f.doc.where((*path, key)), f"{key} must be longer than zero", rid, code="E-BAD-DURATION")
             return None
         return ms
 
     def _group_by(self, f: FileDoc, path: Path, value: Any, rid: str | None) -> list[str]:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list):
-            self._report(f, f.doc.where((*path, "group_by")), "group_by must be a field path or a list of them", rid)
+            self._report(f, f.doc.where((*path, "group_by")), "group_by must be a field path or a list of them", rid, code="E-BAD-TYPE")
             return []
         out = []
         for i, item in enumerate(items):
             if not isinstance(item, str) or not FIELD.match(item):
                 ipath = (*path, "group_by") if isinstance(value, str) else (*path, "group_by", i)
-                self._report(f, f.doc.where(ipath), f"group_by: invalid field path {item!r}", rid)
+                self._report(f, f.doc.where(ipath), f"group_by: invalid field path {item!r}", rid, code="E-BAD-FIELD")
             elif item in out:
-                self._report(f, f.doc.where((*path, "group_by", i)), f"group_by: {item!r} given twice", rid)
+                self._report(f, f.doc.where((*path, "group_by", i)), f"group_by: {item!r} given twice", rid, code="E-BAD-FIELD")
             else:
                 out.append(item)
         return out
@@ -188,14 +195,14 @@ class Validator(DefinitionChecks, ConditionChecks):
             if kind in ("sum", "distinct", "max"):
                 if isinstance(fld, str) and FIELD.match(fld):
                     return kind, fld
-                self._report(f, f.doc.where((*apath, kind)), f"aggregate {kind}: needs a field path", rid)
+                self._report(f, f.doc.where((*apath, kind)), f"aggregate {kind}: needs a field path", rid, code="E-BAD-FIELD")
                 return kind, None
             if kind == "count" and fld is None:
                 return "count", None
         self._report(
             f, f.doc.where(apath),
             f"aggregate must be count, {{sum: FIELD}}, {{distinct: FIELD}} or {{max: FIELD}}, got {value!r}",
-            rid,
+            rid, code="E-BAD-AGGREGATE",
         )  # fmt: skip
         return "count", None
 
@@ -206,11 +213,11 @@ class Validator(DefinitionChecks, ConditionChecks):
             if op in THRESHOLD_OPS and is_number(n):
                 return op, n
             if op not in THRESHOLD_OPS:
-                self._report(f, f.doc.key_at((*tpath, op)), f"threshold: unknown operator {op!r} ({', '.join(THRESHOLD_OPS)})", rid)
+                self._report(f, f.doc.key_at((*tpath, op)), f"threshold: unknown operator {op!r} ({', '.join(THRESHOLD_OPS)})", rid, code="E-BAD-THRESHOLD")
             else:
-                self._report(f, f.doc.where((*tpath, op)), f"threshold: {op} needs a number", rid)
+                self._report(f, f.doc.where((*tpath, op)), f"threshold: {op} needs a number", rid, code="E-BAD-THRESHOLD")
             return "gte", 1
-        self._report(f, f.doc.where(tpath), "threshold must be one operator and a number, e.g. {gt: 50000}", rid)
+        self._report(f, f.doc.where(tpath), "threshold must be one operator and a number, e.g. {gt: 50000}", rid, code="E-BAD-THRESHOLD")
         return "gte", 1
 
     def _text_map(
@@ -218,14 +225,14 @@ class Validator(DefinitionChecks, ConditionChecks):
     ) -> dict[str, str]:
         value = raw.get(key, {})
         if not isinstance(value, dict):
-            self._report(f, f.doc.where((*path, key)), f"{key} must be a mapping of names to text", rid)
+            self._report(f, f.doc.where((*path, key)), f"{key} must be a mapping of names to text", rid, code="E-BAD-TYPE")
             return {}
         out = {}
         for k, v in value.items():
             if isinstance(v, str) or (allow_scalars and is_scalar(v) and not isinstance(v, bool)):
                 out[k] = str(v)
             else:
-                self._report(f, f.doc.where((*path, key, k)), f"{key}.{k} must be text", rid)
+                self._report(f, f.doc.where((*path, key, k)), f"{key}.{k} must be text", rid, code="E-BAD-TYPE")
         return out
 
 

@@ -46,9 +46,10 @@ class _Loader(_Base):  # type: ignore[misc]
 
 
 class YamlProblem(Exception):
-    def __init__(self, pos: Pos, message: str) -> None:
+    def __init__(self, pos: Pos, message: str, code: str = "E-YAML-SYNTAX") -> None:
         self.pos = pos
         self.message = message
+        self.code = code  # one of monitor.problems.CODES
         super().__init__(message)
 
 
@@ -136,7 +137,7 @@ def _convert(node: yaml.Node, path: Path, doc: Doc) -> Any:
             if key in out:
                 first = doc.keys[(*path, key)]
                 raise YamlProblem(
-                    _pos(key_node), f"duplicate key {key!r} (first at line {first.line})"
+                    _pos(key_node), f"duplicate key {key!r} (first at line {first.line})", "E-DUPLICATE-KEY"
                 )
             doc.keys[(*path, key)] = _pos(key_node)
             out[key] = _convert(value_node, (*path, key), doc)

@@ -484,3 +484,117 @@ def test_default_resolution_divides_the_window(window: str, resolution: int) -> 
     assert spec.resolution_ms == resolution
     assert spec.window_ms is not None and spec.window_ms % resolution == 0
     assert spec.window_ms // resolution <= 10_000
+
+
+# -- codes, warnings and did-you-mean ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("rules: {id: r}\n", "E-BAD-TYPE"),
+        ("rule: []\n", "E-UNKNOWN-KEY"),
+        ("rules: [1\n", "E-YAML-SYNTAX"),
+        ("rules: []\nrules: []\n", "E-DUPLICATE-KEY"),
+        ("lists:\n  1t: [a]\n", "E-BAD-NAME"),
+        ("schedules:\n  s: {timezone: Mars/Base}\n", "E-BAD-TIMEZONE"),
+        ("schedules:\n  s: {days: [funday]}\n", "E-BAD-DAY"),
+        ("schedules:\n  s: {hours: ['18:00-08:00']}\n", "E-BAD-HOURS"),
+        ("schedules:\n  s: {holidays: [2026-02-30]}\n", "E-BAD-DATE"),
+        (one_rule(id="has space"), "E-BAD-ID"),
+        (one_rule(severity="urgent"), "E-BAD-SEVERITY"),
+        (one_rule(colour="red"), "E-UNKNOWN-KEY"),
+        (one_rule(window="10"), "E-BAD-DURATION"),
+        (one_rule(suppress="-1"), "E-BAD-DURATION"),
+        (one_rule(window="0s"), "E-BAD-DURATION"),
+        (one_rule(resolution="1m"), "E-BAD-RESOLUTION"),
+        (one_rule(aggregate={"avg": "rows"}), "E-BAD-AGGREGATE"),
+        (one_rule(threshold={"above": 5}), "E-BAD-THRESHOLD"),
+        (one_rule(group_by=["a b"]), "E-BAD-FIELD"),
+        (one_rule(match={"f": {}}), "E-NO-OPERATOR"),
+        (one_rule(match={"f": {"like": "x"}}), "E-UNKNOWN-OPERATOR"),
+        (one_rule(match={"f": {"eq": [1]}}), "E-BAD-OPERAND"),
+        (one_rule(match={"f": {"eq": "$t"}}), "E-BAD-LIST-REF"),
+        (one_rule(match={"f": {"in": "$nope"}}), "E-UNDEFINED-LIST"),
+        (one_rule(match={"f": {"regex": "(?=x)"}}), "E-BAD-REGEX"),
+        (one_rule(match={"ip": {"cidr": "10.0.0.0/33"}}), "E-BAD-NETWORK"),
+        (one_rule(when="office"), "E-BAD-WHEN"),
+        (one_rule(when={"inside": "office"}), "E-UNDEFINED-SCHEDULE"),
+        ("schedules:\n  s: {days: [x]}\n" + one_rule(when={"inside": "s"}), "E-BROKEN-SCHEDULE"),
+    ],
+)
+def test_every_problem_has_its_code(problems: Problems, text: str, code: str) -> None:
+    ps = problems(f=text)
+    assert code in [p.code for p in ps], "\n".join(p.format(codes=True) for p in ps)
+    assert all(p.severity == "error" for p in ps)
+
+
+def test_a_duplicate_rule_and_a_duplicate_list_have_their_codes(problems: Problems) -> None:
+    a = "lists:\n  t: [x]\n" + one_rule(match={"f": {"in": "$t"}})
+    ps = problems(a=a, b="lists:\n  t: [y]\n" + one_rule())
+    assert sorted(p.code for p in ps) == ["E-DUPLICATE-NAME", "E-DUPLICATE-RULE"]
+
+
+def warnings_of(text: str) -> list[tuple[tuple[int, int], str | None, str, str]]:
+    rs = load_texts([("w.yaml", text.encode())])
+    assert all(w.severity == "warning" for w in rs.warnings)
+    return [((w.line, w.col), w.rule, w.code, w.message) for w in rs.warnings]
+
+
+def test_an_unused_list_is_a_warning_at_its_name_and_the_set_still_loads() -> None:
+    text = "lists:\n  used: [a]\n  spare: [b]\n" + one_rule(match={"f": {"in": "$used"}})
+    assert warnings_of(text) == [(at(text, "spare"), None, "W-UNUSED-LIST", "list 'spare' is not used by any rule")]
+
+
+@pytest.mark.parametrize("op", ["in", "cidr"])
+def test_a_rule_needing_a_value_from_an_empty_list_can_never_fire(op: str) -> None:
+    text = "lists:\n  none: []\n" + one_rule(match={"f": {op: "$none"}})
+    assert warnings_of(text) == [
+        (at(text, '"$none"'), "r", "W-EMPTY-LIST", f"f: list $none is empty, so {op} never holds and the rule can never fire")
+    ]
+
+
+def test_not_in_an_empty_list_always_holds_and_is_no_warning() -> None:
+    assert warnings_of("lists:\n  none: []\n" + one_rule(match={"f": {"not_in": "$none"}})) == []
+
+
+@pytest.mark.parametrize(
+    ("schedule", "kind", "message"),
+    [
+        ("{hours: []}", "inside", "when: schedule 's' has no hours, so inside never holds"),
+        ("{hours: []}", "outside", "when: schedule 's' has no hours, so outside always holds"),
+        ("{days: []}", "inside", "when: schedule 's' has no days, so inside never holds"),
+    ],
+)
+def test_a_when_on_a_schedule_that_is_never_active_is_a_warning(schedule: str, kind: str, message: str) -> None:
+    text = f"schedules:\n  s: {schedule}\n" + one_rule(when={kind: "s"})
+    assert warnings_of(text) == [(at(text, '"s"'), "r", "W-EMPTY-SCHEDULE", message)]
+
+
+def test_the_bundled_pack_and_the_example_have_no_warnings() -> None:
+    assert load_rules(EXAMPLE).warnings == ()
+    assert load_rules(Path(__file__).resolve().parents[2] / "rules").warnings == ()
+
+
+def test_warnings_are_not_judged_on_a_set_with_errors(problems: Problems) -> None:
+    ps = problems(f="lists:\n  spare: [b]\n" + one_rule(severity="urgent"))
+    assert [p.code for p in ps] == ["E-BAD-SEVERITY"]
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("lists:\n  tables: [a]\n" + one_rule(match={"f": {"in": "$tabels"}}), "undefined list $tabels (did you mean $tables?)"),
+        ("schedules:\n  office: {}\n" + one_rule(when={"inside": "ofice"}), "undefined schedule 'ofice' (did you mean 'office'?)"),
+        (one_rule(suppres="1m"), "unknown key 'suppres' (did you mean 'suppress'?)"),
+        (one_rule(when={"insde": "x"}), "unknown key 'insde' (inside or outside) (did you mean 'inside'?)"),
+        (one_rule(match={"f": {"regexp": "x"}}), "(did you mean 'regex'?)"),
+        ("rule: []\n", "unknown top-level key 'rule' (expected lists, schedules, rules) (did you mean 'rules'?)"),
+        ("schedules:\n  s: {tz: UTC, hour: []}\n", "schedule 's': unknown key 'hour' (expected timezone, days, hours, holidays) (did you mean 'hours'?)"),
+    ],
+)
+def test_unknown_keys_and_undefined_names_suggest_the_closest_known_one(
+    problems: Problems, text: str, hint: str
+) -> None:
+    ps = problems(f=text)
+    assert any(p.message.endswith(hint) for p in ps), "\n".join(map(str, ps))
