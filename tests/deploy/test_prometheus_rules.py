@@ -8,14 +8,21 @@ no test is a page nobody has seen work.
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.support.alertmanager import start_alertmanager
+from tests.support.prometheus import short_for_rules, start_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
@@ -75,3 +82,61 @@ def test_promtool_rule_unit_tests_pass(path: Path) -> None:
     proc = subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+class _Target(http.server.BaseHTTPRequestHandler):
+    """A scrape target standing in for the daemon: healthy gauges, so only its absence
+    can fire a rule."""
+
+    def do_GET(self) -> None:
+        body = b"exfil_monitor_source_connected 1\nexfil_monitor_rules_loaded 10\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.mark.slow
+def test_a_real_prometheus_fires_the_shipped_down_rule_into_a_real_alertmanager(
+    tmp_path: Path,
+) -> None:
+    """The paging path for the monitor's own health: Prometheus scrapes a target, the
+    target stops, the shipped rule (with a short ``for``) fires, Alertmanager has it."""
+    am = start_alertmanager(tmp_path / "am")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Target)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    target = f"127.0.0.1:{server.server_address[1]}"
+    prom = start_prometheus(tmp_path / "prom", targets=[target], alertmanagers=[am.url],
+                            rule_files=short_for_rules(tmp_path / "rules"))  # fmt: skip
+    try:
+        wait_until(lambda: prom.query('up{job="exfil-monitor"} == 1'), "the target is scraped")
+        # (ExfilMonitorAbsent may fire for the second before the first scrape: for is 2s.)
+        assert not [a for a in prom.alerts() if a["labels"]["alertname"] == "ExfilMonitorDown"]
+        server.shutdown()
+        server.server_close()
+        wait_until(
+            lambda: [a for a in am.alerts() if a["labels"]["alertname"] == "ExfilMonitorDown"],
+            "ExfilMonitorDown reaches Alertmanager",
+        )
+        [down] = [a for a in am.alerts() if a["labels"]["alertname"] == "ExfilMonitorDown"]
+        assert down["labels"]["severity"] == "critical"
+        assert down["labels"]["instance"] == target
+    finally:
+        prom.stop()
+        am.kill()
+        thread.join(5)
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting until {what}")
