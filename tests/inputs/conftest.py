@@ -1,0 +1,51 @@
+"""Shared helpers for the input-format tests: decode whole streams the way a reader does."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from monitor.inputs import Format, Skip
+from tests.support.postgres import Postgres, Unavailable, cleanup, start_postgres
+
+
+def decode_stream(fmt: Format, data: bytes) -> tuple[list[dict[str, Any]], list[Skip]]:
+    """Frames ``data`` as one finished stream and decodes every record."""
+    records, used = fmt.frame(data, True)
+    assert used == len(data)
+    events: list[dict[str, Any]] = []
+    skips: list[Skip] = []
+    for rec in records:
+        for r in fmt.decode(rec):
+            (skips if isinstance(r, Skip) else events).append(r)  # type: ignore[arg-type]
+    return events, skips
+
+
+def one(fmt: Format, line: bytes | str) -> dict[str, Any] | Skip:
+    raw = line.encode() if isinstance(line, str) else line
+    results = fmt.decode(raw)
+    assert len(results) == 1, results
+    return results[0]
+
+
+def unavailable(reason: str) -> None:
+    """Skip, except under CI=true, where a service the suite needs must be there."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    try:
+        pg = start_postgres()
+    except Unavailable as exc:
+        unavailable(f"PostgreSQL with pgaudit cannot be started: {exc}")
+        raise AssertionError("unreachable") from None
+    try:
+        yield pg
+    finally:
+        cleanup(pg)
