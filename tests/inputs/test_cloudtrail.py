@@ -82,7 +82,9 @@ def test_a_delivery_file_gives_every_record() -> None:
 
 
 def test_logstash_timestamp_and_malformed_lines() -> None:
-    flat = {k: v for k, v in GET_OBJECT.items() if k != "eventTime"} | {"@timestamp": "2020-09-14T00:44:23.000Z"}
+    flat = {k: v for k, v in GET_OBJECT.items() if k != "eventTime"} | {
+        "@timestamp": "2020-09-14T00:44:23.000Z"
+    }
     e = one(FMT, json.dumps(flat))
     assert isinstance(e, dict) and e["ts"] == "2020-09-14T00:44:23.000Z"
     for line in (b"{", b"[]", b'{"eventName": "GetObject"}', b'{"eventTime": "yesterday", "eventName": "X"}',
@@ -104,7 +106,11 @@ def test_otrf_recording_every_record_maps_and_the_sweep_is_downloads_with_bytes(
     sweep = [e for e in events if e["actor"]["id"] == ROLE and e["action"] == "download"]  # type: ignore[index]
     assert len(sweep) == 2
     for e in sweep:
-        assert e["resource"] == {"service": "s3", "kind": "bucket", "name": "mordors3stack-s3bucket-llp2yingx64a"}
+        assert e["resource"] == {
+            "service": "s3",
+            "kind": "bucket",
+            "name": "mordors3stack-s3bucket-llp2yingx64a",
+        }
         assert isinstance(e["bytes"], int) and e["bytes"] > 0
     listed = [e for e in events if e["actor"]["id"] == ROLE and e["action"] == "list"]  # type: ignore[index]
     assert {e["action_name"] for e in listed} >= {"ListBuckets", "ListObjects"}

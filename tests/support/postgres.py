@@ -99,7 +99,9 @@ class Postgres:
                 capture_output=True, timeout=60, check=False,
             )  # fmt: skip
 
-    def psql(self, sql: str, *, user: str = "postgres", db: str = "shop") -> subprocess.CompletedProcess[str]:
+    def psql(
+        self, sql: str, *, user: str = "postgres", db: str = "shop"
+    ) -> subprocess.CompletedProcess[str]:
         """Runs ``sql`` as ``user`` over TCP (so the log has a client address); errors are
         returned, not raised: the malicious queries are meant to fail."""
         return subprocess.run(
