@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from monitor.inputs import Format, Skip
+from tests.support.mariadb import Mariadb, start_mariadb
+from tests.support.mariadb import cleanup as cleanup_mariadb
 from tests.support.postgres import Postgres, Unavailable, cleanup, start_postgres
 
 
@@ -49,3 +51,16 @@ def postgres() -> Iterator[Postgres]:
         yield pg
     finally:
         cleanup(pg)
+
+
+@pytest.fixture(scope="module")
+def mariadb() -> Iterator[Mariadb]:
+    try:
+        db = start_mariadb()
+    except Unavailable as exc:
+        unavailable(f"MariaDB with server_audit cannot be started: {exc}")
+        raise AssertionError("unreachable") from None
+    try:
+        yield db
+    finally:
+        cleanup_mariadb(db)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta, timezone
 
 from monitor.inputs import Skip, get_format
 from monitor.inputs.mariadb_audit import MariadbAudit
 from tests.inputs.conftest import decode_stream, one
+from tests.support.mariadb import Mariadb
 
 FMT = get_format("mariadb-audit")
 # MariaDB docs, "MariaDB Audit Plugin - Log Format", examples
@@ -47,3 +49,43 @@ def test_malformed_lines_are_invalid() -> None:
                  b"20130927 01:27:58,a,b,c,1,0,READ,d,t,x", b"\xff,\xfe"):  # fmt: skip
         (r,) = FMT.decode(line)
         assert isinstance(r, Skip) and r.invalid, line
+
+
+def test_real_mariadb_shop(mariadb: Mariadb) -> None:
+    db = mariadb
+    setup = (
+        "CREATE DATABASE shop; CREATE TABLE shop.customers (id int, name text);"
+        "CREATE TABLE shop.cards (id int, pan text);"
+        "INSERT INTO shop.customers VALUES (1, 'a, b'), (2, 'c');"
+        "CREATE USER hvac_vendor@'%' IDENTIFIED BY 'pw';"
+        "GRANT SELECT ON shop.customers TO hvac_vendor@'%';"
+    )
+    assert db.sql(setup, root=True).returncode == 0
+    bulk = db.sql(
+        "SELECT * FROM customers WHERE name <> 'x, y'", user="hvac_vendor", password="pw", db="shop"
+    )
+    assert bulk.returncode == 0, bulk.stderr
+    for _ in range(3):
+        denied = db.sql("SELECT pan FROM shop.cards", user="hvac_vendor", password="pw")
+        assert "1142" in denied.stderr
+    assert "1045" in db.sql("SELECT 1", user="hvac_vendor", password="wrong").stderr
+    db.stop()
+
+    events, skips = decode_stream(FMT, db.audit_log.read_bytes())
+    assert not [s for s in skips if s.invalid]
+    vendor = [e for e in events if e["actor"]["id"] == "hvac_vendor"]
+    assert all(e["actor"]["ip"] == "127.0.0.1" for e in vendor)
+    counts = Counter((e["action"], e.get("resource", {}).get("kind"), e["outcome"]) for e in vendor)
+    assert counts == {
+        ("login", None, "success"): 4, ("login", None, "denied"): 1,
+        ("select", "table", "success"): 1, ("select", "statement", "success"): 1,
+        ("select", "statement", "denied"): 3,
+    }  # fmt: skip
+    (read,) = [e for e in vendor if e.get("resource", {}).get("kind") == "table"]
+    assert read["resource"] == {"db": "shop", "kind": "table", "name": "customers"}
+    (query,) = [
+        e
+        for e in vendor
+        if e.get("resource", {}).get("kind") == "statement" and e["outcome"] == "success"
+    ]
+    assert query["raw"]["query"] == "SELECT * FROM customers WHERE name <> 'x, y'"
