@@ -40,7 +40,7 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     try:
         pg = start_postgres()
@@ -64,3 +64,38 @@ def mariadb() -> Iterator[Mariadb]:
         yield db
     finally:
         cleanup_mariadb(db)
+
+
+@pytest.fixture(scope="session")
+def shop_log(postgres: Postgres) -> bytes:
+    """The csvlog of a real PostgreSQL after the shop scenario (:func:`run_shop`)."""
+    return run_shop(postgres)
+
+
+MULTI = "SELECT id,\n       name\n  FROM shop.customers\n WHERE name = 'a, \"b'"
+
+
+def run_shop(pg: Postgres) -> bytes:
+    """Ordinary and malicious queries against a real server; its csvlog afterwards."""
+    assert pg.psql("CREATE DATABASE shop", db="postgres").returncode == 0
+    setup = """
+        CREATE ROLE shop_app LOGIN; CREATE ROLE hvac_vendor LOGIN;
+        CREATE SCHEMA shop;
+        CREATE TABLE shop.customers (id int PRIMARY KEY, name text, email text);
+        CREATE TABLE shop.cards (id int PRIMARY KEY, customer_id int, pan text);
+        INSERT INTO shop.customers SELECT g, 'name ' || g, 'c' || g || '@example.com'
+            FROM generate_series(1, 500) g;
+        GRANT USAGE ON SCHEMA shop TO shop_app, hvac_vendor;
+        GRANT SELECT ON shop.customers TO shop_app, hvac_vendor;
+        GRANT SELECT ON shop.cards TO shop_app;
+    """
+    done = pg.psql(setup)
+    assert done.returncode == 0, done.stderr
+    assert pg.psql("SELECT email FROM shop.customers WHERE id = 7", user="shop_app").returncode == 0
+    assert pg.psql(MULTI, user="shop_app").returncode == 0
+    assert pg.psql("SELECT * FROM shop.customers", user="hvac_vendor").returncode == 0
+    for _ in range(3):
+        denied = pg.psql("SELECT pan FROM shop.cards", user="hvac_vendor")
+        assert "permission denied for table cards" in denied.stderr
+    pg.stop()
+    return pg.log_bytes()

@@ -31,5 +31,5 @@ def test_no_input_raises(name: str, data: bytes, final: bool) -> None:
     for rec in records:
         for r in fmt.decode(rec):
             assert isinstance(r, Skip | dict)
-            if isinstance(r, dict):
+            if isinstance(r, dict) and name != "jsonl":  # jsonl's ts is the Decoder's to judge
                 assert "ts" in r

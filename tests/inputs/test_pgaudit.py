@@ -6,8 +6,7 @@ from collections import Counter
 
 from monitor.inputs import Skip, get_format
 from monitor.inputs.pgaudit import PgAudit, parse_time
-from tests.inputs.conftest import decode_stream, one
-from tests.support.postgres import Postgres
+from tests.inputs.conftest import MULTI, decode_stream, one
 
 FMT = PgAudit()
 
@@ -115,32 +114,8 @@ def test_the_registry_names_it() -> None:
     assert get_format("pgaudit").name == "pgaudit"
 
 
-def test_real_postgres_shop(postgres: Postgres) -> None:
-    pg = postgres
-    assert pg.psql("CREATE DATABASE shop", db="postgres").returncode == 0
-    setup = """
-        CREATE ROLE shop_app LOGIN; CREATE ROLE hvac_vendor LOGIN;
-        CREATE SCHEMA shop;
-        CREATE TABLE shop.customers (id int PRIMARY KEY, name text, email text);
-        CREATE TABLE shop.cards (id int PRIMARY KEY, customer_id int, pan text);
-        INSERT INTO shop.customers SELECT g, 'name ' || g, 'c' || g || '@example.com'
-            FROM generate_series(1, 500) g;
-        GRANT USAGE ON SCHEMA shop TO shop_app, hvac_vendor;
-        GRANT SELECT ON shop.customers TO shop_app, hvac_vendor;
-        GRANT SELECT ON shop.cards TO shop_app;
-    """
-    done = pg.psql(setup)
-    assert done.returncode == 0, done.stderr
-    assert pg.psql("SELECT email FROM shop.customers WHERE id = 7", user="shop_app").returncode == 0
-    multi = "SELECT id,\n       name\n  FROM shop.customers\n WHERE name = 'a, \"b'"
-    assert pg.psql(multi, user="shop_app").returncode == 0
-    assert pg.psql("SELECT * FROM shop.customers", user="hvac_vendor").returncode == 0
-    for _ in range(3):
-        denied = pg.psql("SELECT pan FROM shop.cards", user="hvac_vendor")
-        assert "permission denied for table cards" in denied.stderr
-    pg.stop()
-
-    events, skips = decode_stream(FMT, pg.log_bytes())
+def test_real_postgres_shop(shop_log: bytes) -> None:
+    events, skips = decode_stream(FMT, shop_log)
     assert not [s for s in skips if s.invalid]
     assert {s.reason for s in skips} == {"not_data_access"}
     vendor = [e for e in events if e.get("actor", {}).get("id") == "hvac_vendor"]
@@ -159,7 +134,7 @@ def test_real_postgres_shop(postgres: Postgres) -> None:
     for e in vendor:
         if e["outcome"] == "denied":
             assert e["resource"]["name"] == "cards" and e["resource"]["kind"] == "table"
-    (ml,) = [e for e in events if e.get("raw", {}).get("audit", [""] * 8)[7] == multi]
+    (ml,) = [e for e in events if e.get("raw", {}).get("audit", [""] * 8)[7] == MULTI]
     assert ml["rows"] == 0 and ml["actor"]["id"] == "shop_app"
     admin = Counter(e["action_name"] for e in events if e["action"] == "admin")
     # GRANT is class ROLE, which pgaudit.log does not name: not logged
