@@ -43,7 +43,8 @@ ADMIN = frozenset({
     "PutUserPolicy", "PutRolePolicy", "CreateAccessKey", "CreateLoginProfile",
     "UpdateLoginProfile", "UpdateAssumeRolePolicy", "CreateUser", "DeleteUser",
     "AuthorizeSecurityGroupIngress", "DisableKey", "ScheduleKeyDeletion", "PutKeyPolicy",
-    "ConsoleLogin",
+    "StartLogging", "DetachRolePolicy", "DetachUserPolicy", "DeleteRolePolicy",
+    "DeleteUserPolicy", "AddRoleToInstanceProfile", "LeaveOrganization",
 })  # fmt: skip
 EXPORT = frozenset({
     "CreateSnapshot", "CopySnapshot", "CopyImage", "CreateImage", "CopyDBSnapshot",

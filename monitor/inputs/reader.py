@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -53,8 +53,7 @@ class MappedFileSource:
                 if name != "-":
                     f.close()
 
-    def _read(self, label: str, read: object) -> Iterator[MappedBatch]:
-        assert callable(read)
+    def _read(self, label: str, read: Callable[[int], bytes]) -> Iterator[MappedBatch]:
         buf, line, final = b"", 1, False
         while not final:
             chunk = read(CHUNK)
