@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="run recorded events (JSON lines) through the rules")
     p.add_argument("--rules", default=None, help="rule file or folder (default: the bundled pack)")
     p.add_argument("--format", choices=("json", "table"), default="json", help="alert format (default: json)")
+    p.add_argument("--input-format", default="jsonl", metavar="F",
+                   help="how records become events: jsonl (default), pgaudit, mariadb-audit, mysql-audit, "
+                   "cloudtrail, ocsf (see docs/inputs.md)")  # fmt: skip
     _engine_args(p)
     p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines files, .gz too; - for standard input")
 
@@ -220,12 +223,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     ruleset = _load(args.rules or bundled_rules())
     if ruleset is None:
         return 1
-    source = FileSource(args.files)
-    problems = source.check_readable()
+    from monitor.inputs import FORMATS, get_format
+    from monitor.inputs.reader import MappedFileSource
+
+    if args.input_format not in FORMATS:
+        print(f"--input-format: unknown format {args.input_format!r}; known: {', '.join(FORMATS)}", file=sys.stderr)
+        return 2
+    files = FileSource(args.files)
+    problems = files.check_readable()
     if problems:
         for p in problems:
             print(f"cannot read {p}", file=sys.stderr)
         return 1
+    source: FileSource | MappedFileSource = files
+    if args.input_format != "jsonl":
+        source = MappedFileSource(args.files, get_format(args.input_format))
     log = configure_logging("console", "warning", sys.stderr)
     telemetry = Telemetry(Metrics(), log, limiter=RateLimiter(per_minute=1, clock=lambda: 0.0))
     decoder = Decoder(time_field=args.time_field, max_future_skew_ms=args.max_future_skew)

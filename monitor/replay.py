@@ -15,6 +15,7 @@ from typing import TextIO
 
 from monitor.decode import Decoder, sample
 from monitor.engine import Alert, Engine
+from monitor.inputs.reader import MappedBatch, MappedFileSource
 from monitor.sources.files import FileSource
 from monitor.telemetry import Telemetry
 
@@ -26,6 +27,7 @@ class ReplayStats:
     invalid: Counter[str] = field(default_factory=Counter)
     late: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)  # not data access (--input-format)
     seconds: float = 0.0
 
     def summary_lines(self) -> list[str]:
@@ -40,6 +42,9 @@ class ReplayStats:
                 "  (future_time: more than --max-future-skew ahead of the newest event so far, "
                 "and not confirmed by the next event)"
             )
+        if self.skipped:
+            detail = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items()))
+            lines.append(f"skipped (not data access): {sum(self.skipped.values())} ({detail})")
         late = sum(self.late.values())
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(self.late.items()) if v)
         lines.append(f"late (dropped from windowed rules): {late}" + (f" ({detail})" if detail else ""))
@@ -102,7 +107,7 @@ def _clock_time(seconds: float) -> str:
 
 
 def run_replay(
-    source: FileSource,
+    source: FileSource | MappedFileSource,
     decoder: Decoder,
     engine: Engine,
     emit: Callable[[Alert], None],
@@ -112,6 +117,8 @@ def run_replay(
     stats = ReplayStats()
     start = time.perf_counter()
     for batch in source.batches():
+        if isinstance(batch, MappedBatch):
+            _count_mapping(batch, stats, telemetry)
         good, bad = decoder.decode(batch.lines)
         stats.events += len(good) + len(bad)
         stats.valid += len(good)
@@ -141,6 +148,16 @@ def run_replay(
     if progress is not None:
         progress.done()
     return stats
+
+
+def _count_mapping(batch: MappedBatch, stats: ReplayStats, telemetry: Telemetry) -> None:
+    """Records the input format could not read are invalid input like undecodable JSON."""
+    stats.skipped.update(batch.skipped)
+    stats.events += len(batch.invalid)
+    telemetry.events_received(len(batch.invalid))
+    for line, reason, raw in batch.invalid:
+        stats.invalid[reason] += 1
+        telemetry.invalid_event(reason, sample(raw), f"{batch.name}:{line}")
 
 
 TABLE_HEADER = f"{'FIRED AT':<24}  {'SEVERITY':<8}  {'RULE':<34}  {'GROUP':<24}  {'VALUE':>14}  SUMMARY"

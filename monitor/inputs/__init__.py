@@ -1,0 +1,56 @@
+"""Input formats: how raw records from a database's or cloud's log become canonical events.
+
+Each format is one module with its mapping table in the docstring; this is the one place
+that names them. ``jsonl`` is the default and passes canonical events through.
+
+The canonical vocabulary every format maps to (so one rule serves all sources):
+``action`` one of :data:`~monitor.inputs.base.ACTIONS`, ``action_name`` the source's verb,
+``resource.kind``/``service``/``db``/``schema``/``name``, ``outcome`` one of
+:data:`~monitor.inputs.base.OUTCOMES`, ``rows``, ``bytes``, ``actor.id``/``kind``/``ip``/
+``host``/``session``, and ``raw.*`` the original record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from monitor.inputs.base import Event, Format, Result, Skip
+from monitor.inputs.cloudtrail import Cloudtrail
+from monitor.inputs.custom import Custom, CustomInput
+from monitor.inputs.jsonl import Jsonl
+from monitor.inputs.mariadb_audit import MariadbAudit
+from monitor.inputs.mysql_audit import MysqlAudit
+from monitor.inputs.ocsf import Ocsf
+from monitor.inputs.pgaudit import PgAudit
+
+__all__ = ["FORMATS", "Event", "Format", "Result", "Skip", "UnknownFormat", "get_format"]
+
+FORMATS: dict[str, Callable[[], Format]] = {
+    "jsonl": Jsonl,
+    "pgaudit": PgAudit,
+    "mariadb-audit": MariadbAudit,
+    "mysql-audit": MysqlAudit,
+    "cloudtrail": Cloudtrail,
+    "ocsf": Ocsf,
+}
+
+
+class UnknownFormat(ValueError):
+    pass
+
+
+def get_format(name: str, custom: Mapping[str, Mapping[str, Any]] | None = None) -> Format:
+    """The format called ``name``: built in, or one of the ``custom`` mappings (whose
+    ``from`` must name a built-in format)."""
+    if name in FORMATS:
+        return FORMATS[name]()
+    if custom and name in custom:
+        spec = CustomInput.model_validate(custom[name])
+        if spec.base not in FORMATS:
+            raise UnknownFormat(
+                f"input {name!r}: from: unknown format {spec.base!r}; known: {', '.join(FORMATS)}"
+            )
+        return Custom(name, FORMATS[spec.base](), spec)
+    known = [*FORMATS, *(custom or {})]
+    raise UnknownFormat(f"unknown input format {name!r}; known: {', '.join(known)}")
