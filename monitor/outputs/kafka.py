@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
 from monitor.config import KafkaConfig, KafkaOutputConfig
 from monitor.engine.alert import Alert
 from monitor.outputs.base import Output
+from monitor.sources import connect_errors
 
 
 class KafkaOutput(Output):
@@ -38,6 +40,9 @@ class KafkaOutput(Output):
         producer = AIOKafkaProducer(**self.client_options, acks="all", enable_idempotence=True, linger_ms=5)
         try:
             await producer.start()
+        except KafkaConnectionError as exc:  # "Unable to bootstrap" also for a refused password
+            await producer.stop()
+            raise KafkaConnectionError(await connect_errors.explain(exc, self.client_options)) from exc
         except BaseException:
             await producer.stop()
             raise
