@@ -241,6 +241,13 @@ class SaslSslBroker(Broker):
     username: str = ""
     password: str = field(default="", repr=False)
 
+    def start(self) -> None:
+        """Start it again with the same data, ports, users and certificates."""
+        if self._running or self.data_dir is None:
+            return
+        _start(self.data_dir, "--keep-data", "--sasl-ssl", "--port", str(self.port))
+        self._running = True
+
     def client_security(self, mechanism: str = "SCRAM-SHA-512") -> dict[str, Any]:
         """The daemon's ``kafka`` config keys for connecting over SASL_SSL as the user."""
         return {
