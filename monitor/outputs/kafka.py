@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, RecordTooLargeError
 
 from monitor.config import KafkaConfig, KafkaOutputConfig
 from monitor.engine.alert import Alert
 from monitor.outputs.base import Output, Refused
+from monitor.sources import connect_errors
 
 # Refusals no retry can change: the alert itself is too large for this producer or topic.
 TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
@@ -42,6 +43,9 @@ class KafkaOutput(Output):
         producer = AIOKafkaProducer(**self.client_options, acks="all", enable_idempotence=True, linger_ms=5)
         try:
             await producer.start()
+        except KafkaConnectionError as exc:  # "Unable to bootstrap" also for a refused password
+            await producer.stop()
+            raise KafkaConnectionError(await connect_errors.explain(exc, self.client_options)) from exc
         except BaseException:
             await producer.stop()
             raise

@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError
 from monitor.config import KafkaConfig
 from monitor.health import NOT_READY, Condition
 from monitor.outputs.base import Abandoned, Backoff, wait_or_stop
-from monitor.sources import aio, deadletter
+from monitor.sources import aio, connect_errors, deadletter
 from monitor.sources.deadletter import HEADER_PREFIX, TRUNCATED_BYTES
 from monitor.sources.partitions import Listener, Partitions, Records
 from monitor.telemetry import Telemetry
@@ -100,7 +100,8 @@ class KafkaSource:
                 for client in (producer, consumer):
                     if client is not None:
                         await aio.quietly(client.stop())
-                self._set_problem(f"broker unreachable: {exc}", "connect")
+                # aiokafka says "Unable to bootstrap" for a refused password too: ask why.
+                self._set_problem(await connect_errors.explain(exc, c.client_options()), "connect")
                 await aio.wait(stopping, self._backoff.next())
                 continue
             listener = Listener(self)

@@ -225,3 +225,63 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
 def delete_topic(bootstrap: str, name: str) -> None:
     """Sync wrapper around ``adelete_topic``."""
     run_sync(adelete_topic(bootstrap, name))
+
+
+# ---------------------------------------------------------------- SASL_SSL
+
+
+@dataclass
+class SaslSslBroker(Broker):
+    """A local broker started with ``--sasl-ssl``: ``bootstrap`` is its PLAINTEXT listener
+    (for the test's own producers and readers), ``sasl_ssl_bootstrap`` the SASL_SSL one, whose
+    certificate ``cafile`` verifies and which knows ``username`` for both SCRAM mechanisms."""
+
+    sasl_ssl_bootstrap: str = ""
+    cafile: Path = Path()
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+    def start(self) -> None:
+        """Start it again with the same data, ports, users and certificates."""
+        if self._running or self.data_dir is None:
+            return
+        _start(self.data_dir, "--keep-data", "--sasl-ssl", "--port", str(self.port))
+        self._running = True
+
+    def client_security(self, mechanism: str = "SCRAM-SHA-512") -> dict[str, Any]:
+        """The daemon's ``kafka`` config keys for connecting over SASL_SSL as the user."""
+        return {
+            "bootstrap_servers": [self.sasl_ssl_bootstrap],
+            "security_protocol": "SASL_SSL",
+            "ssl": {"cafile": str(self.cafile)},
+            "sasl": {"mechanism": mechanism, "username": self.username, "password": self.password},
+        }
+
+
+def start_local_sasl_ssl_broker(tmp_dir: Path | str) -> SaslSslBroker:
+    """Like ``start_local_broker``, with ``scripts/kafka-local start --sasl-ssl``."""
+    data_dir = Path(tmp_dir).resolve()
+    bootstrap = _start(data_dir, "--sasl-ssl")
+    username, password = (data_dir / "scram_users").read_text().splitlines()[0].split()
+    return SaslSslBroker(
+        bootstrap=bootstrap, data_dir=data_dir,
+        sasl_ssl_bootstrap=(data_dir / "sasl_ssl_bootstrap").read_text().strip(),
+        cafile=data_dir / "tls" / "ca.pem", username=username, password=password,
+    )  # fmt: skip
+
+
+def obtain_sasl_ssl_broker(tmp_dir: Path | str) -> SaslSslBroker:
+    """A local ``--sasl-ssl`` broker for a test session (``KAFKA_BOOTSTRAP`` has no SASL_SSL
+    listener we know the users of, so one is started even then). Skips, or fails on CI, when
+    this machine cannot run it."""
+    missing = [tool for tool in ("java", "bash", "openssl") if shutil.which(tool) is None]
+    if shutil.which("mvn") is None and not _jars_cached():
+        missing.append("mvn (needed once, to fetch the Kafka jars)")
+    if missing:
+        skip_or_fail("no SASL_SSL Kafka broker: install " + ", ".join(missing)
+                     + " so that scripts/kafka-local start --sasl-ssl can run")  # fmt: skip
+    try:
+        return start_local_sasl_ssl_broker(tmp_dir)
+    except KafkaUnavailable as exc:
+        skip_or_fail(str(exc))
+        raise  # unreachable: skip_or_fail raises

@@ -7,6 +7,8 @@ Loaded from tests/conftest.py with ``pytest_plugins = ["tests.support.kafka_fixt
 - ``kafka_bootstrap``: its ``host:port``.
 - ``kafka_topic_factory``: ``make(partitions=1, prefix="t") -> name`` creates a uniquely named
   topic and waits for its partition leaders.
+- ``kafka_sasl_ssl_broker``: session-scoped ``SaslSslBroker``, a second local broker with a
+  SASL_SSL listener (SCRAM users, throwaway CA), started only when a test asks for it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support.kafka import Broker, create_topic, delete_topic, obtain_broker
+from tests.support.kafka import (
+    Broker,
+    SaslSslBroker,
+    create_topic,
+    delete_topic,
+    obtain_broker,
+    obtain_sasl_ssl_broker,
+)
 
 TopicFactory = Callable[..., str]
 
@@ -62,3 +71,12 @@ def kafka_topic_factory(
     if not kafka_broker.can_restart:
         for name in created:
             delete_topic(kafka_broker.bootstrap, name)
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_ssl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslSslBroker]:
+    broker = obtain_sasl_ssl_broker(tmp_path_factory.mktemp("kafka-sasl-ssl"))
+    try:
+        yield broker
+    finally:
+        broker.stop()
