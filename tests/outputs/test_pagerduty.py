@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from monitor.outputs import pagerduty as pd
 from monitor.privacy import Masker
@@ -16,7 +16,7 @@ from tests.outputs.conftest import MakeAlert
 from tests.support.recorder import Recorder, Reply
 
 KEY = "R0123456789abcdef0123456789abcde"
-CONFIG = pd.PagerDutyConfig(type="pagerduty", routing_key=KEY,
+CONFIG = pd.PagerDutyConfig(type="pagerduty", routing_key=SecretStr(KEY),
                             generator_url="https://monitor.example/alerts/{id}")  # fmt: skip
 
 # From developer.pagerduty.com "Send an Alert Event" / "Events API v2 Overview".
