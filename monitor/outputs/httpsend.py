@@ -77,7 +77,9 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes, headers: M
     except TimeoutError:
         return Attempt("retry", "timeout", f"no answer within {timeout:g}s")
     except (aiohttp.ClientError, OSError) as exc:
-        return Attempt("retry", "network", f"{type(exc).__name__}: {exc}"[:300])
+        # A Slack webhook URL is a secret: an error that quotes it must not log it.
+        text = f"{type(exc).__name__}: {exc}".replace(url, "<url>")
+        return Attempt("retry", "network", text[:300])
 
 
 def _seconds(v: object) -> float:
