@@ -46,7 +46,9 @@ _CARD = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
 _EMAIL = re.compile(
     r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9][A-Za-z0-9._%+-]*)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
 )
-_DIGIT = re.compile(r"[0-9]")
+# A cheap first look: 13 or more digits and separators in a row. Most text has none, and
+# this scans it about four times faster than _CARD, which tries every digit it meets.
+_CANDIDATE = re.compile(r"[0-9][0-9 -]{11,}[0-9]")
 
 
 class PrivacyConfig(BaseModel):
@@ -103,7 +105,7 @@ class Masker:
 
     def text(self, s: str) -> str:
         """``s`` with card numbers and e-mail addresses masked."""
-        if self.config.mask_cards and _DIGIT.search(s):
+        if self.config.mask_cards and _CANDIDATE.search(s):
             s = _CARD.sub(_card, s)
         if self.config.mask_emails and "@" in s:
             s = _EMAIL.sub(_email, s)
@@ -129,6 +131,12 @@ class Masker:
         for path in self._fields:
             out = _blank(out, path)
         masked: dict[str, Any] = self.value(out)
+        return masked
+
+    def log_processor(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        """A structlog processor masking every value of a log line (``invalid_event``
+        samples quote raw events); put it last before the renderer."""
+        masked: dict[str, Any] = self.value(event)
         return masked
 
     def hash_group(self, v: Any) -> Any:

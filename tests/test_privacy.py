@@ -145,3 +145,9 @@ def test_hash_key_from_file_and_required(tmp_path: Path) -> None:
         PrivacyConfig(hash_group_values=True, hash_key_file=tmp_path / "missing")
     with pytest.raises(ValidationError, match="extra"):
         PrivacyConfig(mask_card=True)  # type: ignore[call-arg]
+
+
+def test_log_processor_masks_every_value() -> None:
+    event = {"event": "invalid_event", "sample": '{"email": "a.b@x.example", "pan": "4111111111111111"}', "n": 3}
+    out = M.log_processor(None, "warning", event)
+    assert out == {"event": "invalid_event", "sample": '{"email": "a***@x.example", "pan": "[card ****1111]"}', "n": 3}

@@ -13,7 +13,7 @@ Masking (``monitor.privacy``) is applied to the record before it comes here.
 
 Answers (PagerDuty's documented codes): 202 is success; 400 is an invalid event and is
 parked; 429 (over about 120 events a minute per routing key: :data:`MIN_INTERVAL`) and
-5xx are retried; any other answer (401, 403, 404 from a wrong URL, 413) is parked too,
+5xx are retried (``min_interval`` paces events to stay under it); any other answer (401, 403, 404 from a wrong URL, 413) is parked too,
 since sending it again gets the same answer.
 """
 
@@ -25,10 +25,10 @@ from typing import Any, Literal
 
 import aiohttp
 import orjson
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from monitor.engine.alert import alert_id
-from monitor.outputs.httpsend import Attempt, HttpOutputConfig, answer, post
+from monitor.outputs.httpsend import Attempt, HttpOutputConfig, Seconds, answer, post
 from monitor.secrets import resolve_secret
 from monitor.timeparse import parse_ts
 from monitor.units import limit_sentence
@@ -48,6 +48,9 @@ class PagerDutyConfig(HttpOutputConfig):
     url: str = DEFAULT_URL  # the EU host, events.eu.pagerduty.com, or a test server
     source: str | None = None  # the monitor instance; None: the host name
     generator_url: str | None = None  # "https://monitor.example/alerts/{id}"
+    # PagerDuty takes about 120 events a minute per routing key; the drain loop waits this
+    # long between events so it never meets the 429 in the first place.
+    min_interval: Seconds = Field(default=MIN_INTERVAL, ge=0)
 
     @model_validator(mode="after")
     def _secret(self) -> PagerDutyConfig:

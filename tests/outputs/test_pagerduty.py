@@ -117,6 +117,7 @@ def test_routing_key_from_file_and_never_shown(tmp_path: Path) -> None:
     assert c.routing_key is not None and c.routing_key.get_secret_value() == KEY
     assert KEY not in repr(c) and KEY not in str(c.model_dump())
     assert c.url == "https://events.pagerduty.com/v2/enqueue"
+    assert c.min_interval == 0.5  # 120 events a minute
     with pytest.raises(ValidationError, match="give routing_key"):
         pd.PagerDutyConfig(type="pagerduty")
 
