@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +30,16 @@ def record(make_alert: MakeAlert) -> dict[str, Any]:
     return make_alert(1).to_dict() | {"type": "alert"}
 
 
-def docs_receiver(secret: bytes, headers: dict[str, str], body: bytes, now: float) -> bool:
-    """The receiver example of docs/paging.md, kept here word for word."""
-    ts = headers["X-Exfil-Monitor-Timestamp"]
-    sig = headers["X-Exfil-Monitor-Signature"]
-    expected = "sha256=" + hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, sig) and abs(now - int(ts)) <= 300
+def docs_receiver() -> Callable[[bytes, Mapping[str, str], bytes], bool]:
+    """The receiver example of docs/paging.md, run as written there."""
+    text = (Path(__file__).parents[2] / "docs" / "paging.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S)
+    assert code is not None, "docs/paging.md has no python receiver example"
+    assert len(code.group(1).strip().splitlines()) <= 10
+    namespace: dict[str, Any] = {}
+    exec(code.group(1), namespace)
+    verified: Callable[[bytes, Mapping[str, str], bytes], bool] = namespace["verified"]
+    return verified
 
 
 async def test_posts_the_record_signed(make_alert: MakeAlert) -> None:
@@ -51,7 +57,6 @@ async def test_posts_the_record_signed(make_alert: MakeAlert) -> None:
     assert h["X-Exfil-Monitor-Signature"] == "sha256=" + hmac.new(
         SECRET.encode(), b"1795000000." + req.body, hashlib.sha256
     ).hexdigest()
-    assert docs_receiver(SECRET.encode(), h, req.body, now=1_795_000_100)
     assert wh.verify(SECRET, h["X-Exfil-Monitor-Timestamp"], req.body, h["X-Exfil-Monitor-Signature"], now=1_795_000_100)
 
 
@@ -67,7 +72,20 @@ def test_verify_refuses_tampering_replays_and_other_keys() -> None:
     assert wh.verify(SECRET, ts, body, sig, now + 300)
     assert not wh.verify(SECRET, str(int(ts) + 1), body, sig, now)
     assert not wh.verify(SECRET, "-1", body, sig, now)
-    assert docs_receiver(SECRET.encode(), {"X-Exfil-Monitor-Timestamp": ts, "X-Exfil-Monitor-Signature": sig}, body, now)
+    verified = docs_receiver()
+    headers = {"X-Exfil-Monitor-Timestamp": ts, "X-Exfil-Monitor-Signature": sig}
+    assert verified(SECRET.encode(), headers, body)
+    assert not verified(SECRET.encode(), headers, body + b" ")
+    old = str(int(time.time()) - 301)
+    assert not verified(SECRET.encode(), {"X-Exfil-Monitor-Timestamp": old,
+                                          "X-Exfil-Monitor-Signature": wh.sign(SECRET, old, body)}, body)  # fmt: skip
+
+
+async def test_the_documented_receiver_accepts_what_the_output_sends(make_alert: MakeAlert) -> None:
+    async with Recorder(Reply(200)) as rec, aiohttp.ClientSession() as s:
+        assert (await wh.send(s, config(rec.url), record(make_alert))).verdict == "done"
+    [req] = rec.requests
+    assert docs_receiver()(SECRET.encode(), req.headers, req.body)
 
 
 def test_without_a_secret_nothing_is_signed(make_alert: MakeAlert) -> None:
