@@ -151,3 +151,9 @@ def test_log_processor_masks_every_value() -> None:
     event = {"event": "invalid_event", "sample": '{"email": "a.b@x.example", "pan": "4111111111111111"}', "n": 3}
     out = M.log_processor(None, "warning", event)
     assert out == {"event": "invalid_event", "sample": '{"email": "a***@x.example", "pan": "[card ****1111]"}', "n": 3}
+
+
+def test_a_given_key_wins_over_the_file(tmp_path: Path) -> None:
+    """An environment override sets hash_key while the YAML still names hash_key_file."""
+    c = PrivacyConfig(hash_group_values=True, hash_key=SecretStr("env"), hash_key_file=tmp_path / "absent")
+    assert c.hash_key is not None and c.hash_key.get_secret_value() == "env"
