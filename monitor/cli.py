@@ -243,7 +243,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     decoder = Decoder(time_field=args.time_field, max_future_skew_ms=args.max_future_skew)
     engine = Engine(ruleset, _engine_options(args))
     tune_gc()
-    progress = Progress(sys.stderr, enabled=sys.stderr.isatty(), source=source)
+    progress = Progress(sys.stderr, enabled=sys.stderr.isatty(), source=files if source is files else None)
     try:
         stats = run_replay(source, decoder, engine, stdout_emitter(args.format), telemetry, progress)
     except OSError as exc:
