@@ -99,10 +99,16 @@ def key(e: dict[str, Any]) -> bytes:
 
 
 async def trickle(bootstrap: str, topic: str, events: list[dict[str, Any]],
-                  where: dict[str, tuple[int, int]] | None = None) -> None:  # fmt: skip
-    """Produce at a steady pace, so that stops and rebalances come while events flow."""
+                  where: dict[str, tuple[int, int]] | None = None,
+                  gate: asyncio.Event | None = None) -> None:  # fmt: skip
+    """Produce at a steady pace, so that stops and rebalances come while events flow.
+
+    With ``gate``, the second half waits until the gate is set, so that whatever the test
+    does mid-stream happens mid-stream however slowly a loaded machine starts a daemon."""
     chunk = 250
     for i in range(0, len(events), chunk):
+        if gate is not None and i >= len(events) // 2:
+            await asyncio.wait_for(gate.wait(), 120)
         part = events[i : i + chunk]
         placed = await produce(bootstrap, topic, [(key(e), orjson.dumps(e)) for e in part])
         if where is not None:
@@ -323,12 +329,14 @@ async def test_a_rebalance_hands_over_partitions_after_committing(
     first = daemons(bootstrap=kafka_bootstrap, topic=topic, group=group, rules=probe_rules, max_batch=200)
     first.start()
     await first.wait_ready()
-    producing = asyncio.create_task(trickle(kafka_bootstrap, topic, events))
+    gate = asyncio.Event()
+    producing = asyncio.create_task(trickle(kafka_bootstrap, topic, events, gate=gate))
     await first.wait_metrics(lambda m: m.v("events_received_total") >= len(events) * 0.2)
     second = daemons(bootstrap=kafka_bootstrap, topic=topic, group=group, rules=probe_rules, max_batch=200)
     second.start()
     await second.wait_ready()
     assert not producing.done(), "the rebalance should come mid-stream"
+    gate.set()
     await asyncio.wait_for(producing, 120)
     deadline = asyncio.get_running_loop().time() + 60
     while len(probes(first, second)) < len(events):
