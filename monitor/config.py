@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor import defaults
 from monitor.configload import ENV_PREFIX as ENV_PREFIX
 from monitor.configload import ConfigError as ConfigError
 from monitor.configload import KeyProblem
@@ -168,11 +169,11 @@ class RulesConfig(_Model):
 
 
 class EngineConfig(_Model):
-    time_field: str = "ts"
-    allowed_lateness: Duration = 60_000
-    max_future_skew: Duration = 300_000
-    max_groups_per_rule: PositiveInt = 100_000
-    distinct_exact_limit: PositiveInt = 4096
+    time_field: str = defaults.TIME_FIELD
+    allowed_lateness: Duration = defaults.ALLOWED_LATENESS_MS
+    max_future_skew: Duration = defaults.MAX_FUTURE_SKEW_MS
+    max_groups_per_rule: PositiveInt = defaults.MAX_GROUPS_PER_RULE
+    distinct_exact_limit: PositiveInt = defaults.DISTINCT_EXACT_LIMIT
 
 
 class _OutputBase(_Model):
