@@ -33,8 +33,8 @@ from monitor.engine.alert import Alert
 from monitor.health import DEGRADED, NOT_READY, Condition, Health, Report
 from monitor.http import HttpServer, Limits
 from monitor.outputs import Delivery, Output, OutputContext, build_outputs
-from monitor.outputs.base import Abandoned
 from monitor.pipeline import Pipeline
+from monitor.retry import Abandoned
 from monitor.rules.errors import RuleLoadError
 from monitor.rules.loader import RuleSet, load_rules
 from monitor.sources.kafka import KafkaSource, Records

@@ -15,10 +15,10 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, RecordTooLargeError
 
+from monitor import kafka_client
 from monitor.config import KafkaConfig, KafkaOutputConfig
 from monitor.engine.alert import Alert
 from monitor.outputs.base import Output, Refused
-from monitor.sources import connect_errors
 
 # Refusals no retry can change: the alert itself is too large for this producer or topic.
 TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
@@ -45,7 +45,7 @@ class KafkaOutput(Output):
             await producer.start()
         except KafkaConnectionError as exc:  # "Unable to bootstrap" also for a refused password
             await producer.stop()
-            raise KafkaConnectionError(await connect_errors.explain(exc, self.client_options)) from exc
+            raise KafkaConnectionError(await kafka_client.explain(exc, self.client_options)) from exc
         except BaseException:
             await producer.stop()
             raise
