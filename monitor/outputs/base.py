@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar
 
+from monitor.configtypes import Duration, Model
 from monitor.engine.alert import Alert
 from monitor.health import Health
 from monitor.retry import DONE, Outcome, RetryPolicy, Verdict, retry
@@ -34,6 +35,17 @@ from monitor.retry import wait_or_stop as wait_or_stop
 from monitor.telemetry import Telemetry
 
 PARKED_KEPT = 100
+
+
+class OutputConfigBase(Model):
+    """What every output's config section has besides its ``type``."""
+
+    name: str | None = None  # the metric label; defaults to the type
+    send_timeout: Duration = 30_000
+
+    @property
+    def label(self) -> str:
+        return self.name or str(getattr(self, "type", "output"))
 
 
 class Refused(Exception):

@@ -30,8 +30,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from monitor import kafka_client
-from monitor.config import KafkaConfig
 from monitor.health import NOT_READY, Condition
+from monitor.kafka_client import KafkaConfig
 from monitor.retry import Abandoned, Backoff, wait_or_stop
 from monitor.sources import aio, deadletter
 from monitor.sources.deadletter import HEADER_PREFIX, TRUNCATED_BYTES
