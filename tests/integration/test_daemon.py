@@ -275,7 +275,9 @@ async def test_sigterm_mid_stream_then_restart_skips_no_event(
 
     want = by_actor([a for a in expected if not affected(a)], probe_rules)
     got = by_actor([a for a in alerts if not affected(a)], probe_rules)
-    assert len(want) >= 8, "most alerts should be away from the stop"
+    # A precondition, not the claim: enough alerts away from the stop for the comparison to
+    # mean something. Where the stop lands depends on the machine's load (7-12 seen).
+    assert len(want) >= 5, "most alerts should be away from the stop"
     assert got == want
 
 

@@ -146,9 +146,13 @@ async def test_half_sent_and_idle_connections_cannot_exhaust_descriptors(
         held += await asyncio.to_thread(lambda: [_idle(port) for _ in range(200)])
         status, body = await d.get("/healthz", time.monotonic() + 10)
         assert (status, body) == (200, {"status": "ok"})
-        m = await d.wait_metrics(lambda m: m.v("http_refused_total", reason="header_timeout") >= 1, timeout=15)
-        closed = m.v("http_refused_total", reason="max_connections") + m.v("http_refused_total", reason="header_timeout")
-        assert closed >= 1200 - (1024 - 256)
+        # Connections still in the listen backlog are accepted (and closed) a little later.
+        def closed(m: Any) -> float:
+            return float(m.v("http_refused_total", reason="max_connections")
+                         + m.v("http_refused_total", reason="header_timeout"))  # fmt: skip
+
+        m = await d.wait_metrics(lambda m: m.v("http_refused_total", reason="header_timeout") >= 1
+                                 and closed(m) >= 1200 - (1024 - 256), timeout=20)  # fmt: skip
         assert m.v("http_refused_total", reason="descriptors") == 0
         assert d.log_event("http_refused")["reason"] in ("max_connections", "header_timeout")
         await produce(kafka_bootstrap, topic, [(b"k", event(1))])  # the consumer still has descriptors
