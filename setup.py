@@ -6,10 +6,11 @@ editable install alike, so ``demo`` and ``replay`` find it through importlib.res
 (:func:`monitor.cli.bundled_rules`) wherever the monitor is installed.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
-    packages=[*find_packages(include=["monitor", "monitor.*"]), "monitor.bundled_rules"],
+    # Namespace packages too: monitor/rules has no __init__.py.
+    packages=[*find_namespace_packages(include=["monitor", "monitor.*"], exclude=["*.__pycache__"]), "monitor.bundled_rules"],
     package_dir={"monitor.bundled_rules": "rules"},
     package_data={
         "monitor": ["py.typed"],

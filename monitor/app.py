@@ -21,19 +21,20 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from typing import IO, Any, TextIO, cast
+from typing import IO, Any
 
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.config import Config
-from monitor.decode import Decoder, sample
+from monitor.decode import Decoder
 from monitor.engine import Engine, EngineOptions
 from monitor.engine.alert import Alert
 from monitor.health import DEGRADED, NOT_READY, Condition, Health, Report
 from monitor.http import HttpServer, Limits
 from monitor.outputs import Delivery, Output, OutputContext, build_outputs
-from monitor.outputs.base import Abandoned
+from monitor.pipeline import Pipeline
+from monitor.retry import Abandoned
 from monitor.rules.errors import RuleLoadError
 from monitor.rules.loader import RuleSet, load_rules
 from monitor.sources.kafka import KafkaSource, Records
@@ -50,7 +51,7 @@ class Daemon:
                  exit_now: Callable[[int], None] = os._exit) -> None:  # fmt: skip
         self.config = config
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
-        self.log = configure_logging(config.log.format, config.log.level, cast(TextIO, stderr or sys.stderr))
+        self.log = configure_logging(config.log.format, config.log.level, stderr or sys.stderr)
         self.telemetry = Telemetry(self.metrics, self.log)
         self.wall_clock = wall_clock
         self.exit_now = exit_now
@@ -69,13 +70,12 @@ class Daemon:
         self.state = StateDir(config.state.dir)
         self.ruleset: RuleSet | None = None
         self.engine: Engine | None = None
+        self.pipeline: Pipeline | None = None
         self.decoder = Decoder(time_field=config.engine.time_field, max_future_skew_ms=config.engine.max_future_skew)
         self.recent: deque[dict[str, Any]] = deque(maxlen=config.http.recent_alerts)
         self.http_port: int | None = None
         self._signals = 0
         self._unflushed = False
-        self.events_total = 0
-        self.alerts_total = 0
 
     # ---------------------------------------------------------- Status for monitor.http
 
@@ -160,6 +160,7 @@ class Daemon:
         options = EngineOptions(allowed_lateness_ms=e.allowed_lateness, max_groups_per_rule=e.max_groups_per_rule,
                                 distinct_exact_limit=e.distinct_exact_limit)  # fmt: skip
         self.engine = Engine(rs, options)
+        self.pipeline = Pipeline(self.decoder, self.engine, self.telemetry)
         host, port = c.http.host_port
         h = c.http
         limits = Limits(header_timeout=h.header_timeout / 1000, keepalive_timeout=h.keepalive_timeout / 1000,
@@ -209,41 +210,35 @@ class Daemon:
     async def _process(self, records: Records) -> None:
         """One batch, start to acknowledged. Runs under the source's lock, so a rebalance
         waits for it rather than committing in the middle."""
-        assert self.engine is not None
+        pipeline = self.pipeline
+        assert pipeline is not None
         t0 = time.perf_counter()
         now_ms = int(self.wall_clock() * 1000)
         good_all: list[tuple[dict[str, Any], int]] = []
         dead: list[tuple[Any, str]] = []
         spans: dict[Any, tuple[int, int]] = {}  # partition -> (oldest, newest) event time
-        received = 0
         for tp, recs in records.items():
             raws = [r.value if r.value is not None else b"" for r in recs]
-            received += len(raws)
             # Empty values and tombstones are bad input like any other (the decoder skips
             # blank lines, which in a file are nothing): counted and dead-lettered.
             empty = [i for i, raw in enumerate(raws) if not raw or raw.isspace()]
             if empty:
                 for i in empty:
-                    self.telemetry.invalid_event("empty", "", f"{tp.topic}/{tp.partition}@{recs[i].offset}")
+                    pipeline.reject("empty", "", f"{tp.topic}/{tp.partition}@{recs[i].offset}")
                     dead.append((recs[i], "empty"))
                 keep = [i for i, raw in enumerate(raws) if raw and not raw.isspace()]
                 recs, raws = [recs[i] for i in keep], [raws[i] for i in keep]
-            good, bad = self.decoder.decode(raws, reference_ms=now_ms)
+            good, bad = pipeline.decode(raws, _where(tp, recs), reference_ms=now_ms)
             if good:
                 times = [ts for _, ts in good]
                 spans[tp] = (min(times), max(times))
                 good_all.extend(good)
-            for i, reason in bad:
-                self.telemetry.invalid_event(reason, sample(raws[i]), f"{tp.topic}/{tp.partition}@{recs[i].offset}")
-                dead.append((recs[i], reason))
-        self.telemetry.events_received(received)
-        self.events_total += received
+            dead.extend((recs[i], reason) for i, reason in bad)
         clock = self.source.clock({tp: lo for tp, (lo, _) in spans.items()})
-        alerts = self.engine.process(good_all, clock=clock)
+        newest = max((hi for _, hi in spans.values()), default=None)
+        alerts = pipeline.evaluate(good_all, clock=clock, started=t0, newest_ms=newest, now_ms=now_ms)
         for tp, (_, hi) in spans.items():
             self.source.observe(tp, hi)
-        newest = max((hi for _, hi in spans.values()), default=None)
-        self.telemetry.batch_done(self.engine, time.perf_counter() - t0, newest, now_ms)
         if alerts:
             self._fired(alerts)
             await self.delivery.send(alerts)
@@ -251,8 +246,15 @@ class Daemon:
         await self.source.dead_letter(dead)
         self.source.processed(records)
 
+    @property
+    def events_total(self) -> int:
+        return self.pipeline.counts.events if self.pipeline is not None else 0
+
+    @property
+    def alerts_total(self) -> int:
+        return sum(self.pipeline.counts.alerts.values()) if self.pipeline is not None else 0
+
     def _fired(self, alerts: list[Alert]) -> None:
-        self.alerts_total += len(alerts)
         for a in alerts:
             self.telemetry.alert_fired(a)
             self.recent.append(a.to_dict())
@@ -262,3 +264,8 @@ class Daemon:
         if self._unflushed:
             await self.delivery.flush()
             self._unflushed = False
+
+
+def _where(tp: Any, recs: list[Any]) -> Callable[[int], str]:
+    """Where a bad message was, as its log line names it: topic/partition@offset."""
+    return lambda i: f"{tp.topic}/{tp.partition}@{recs[i].offset}"

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from monitor import __version__
+from monitor import __version__, defaults
 from monitor.decode import Decoder
 from monitor.engine import Engine, EngineOptions
 from monitor.rules.errors import RuleLoadError
@@ -96,15 +96,16 @@ def _load(path: str | Path) -> RuleSet | None:
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--time-field", default="ts", help="dotted path of the event time (default: ts)")
-    p.add_argument("--allowed-lateness", type=_duration, default=60_000, metavar="D",
-                   help="how much older than its group's newest event an event may be (default: 60s)")  # fmt: skip
-    p.add_argument("--max-future-skew", type=_duration, default=300_000, metavar="D",
-                   help="an event further ahead of the newest event time is skipped unless the next event confirms the jump; 0s turns the check off (default: 5m)")  # fmt: skip
-    p.add_argument("--max-groups", type=_positive_int, default=100_000, metavar="N",
-                   help="window groups kept per rule before the least recently active is evicted (default: 100000)")  # fmt: skip
-    p.add_argument("--distinct-exact-limit", type=_positive_int, default=4096, metavar="N",
-                   help="values a group keeps exactly for distinct before switching to HyperLogLog (default: 4096)")  # fmt: skip
+    d = defaults
+    p.add_argument("--time-field", default=d.TIME_FIELD, help=f"dotted path of the event time (default: {d.TIME_FIELD})")
+    p.add_argument("--allowed-lateness", type=_duration, default=d.ALLOWED_LATENESS_MS, metavar="D",
+                   help=f"how much older than its group's newest event an event may be (default: {d.duration_text(d.ALLOWED_LATENESS_MS)})")  # fmt: skip
+    p.add_argument("--max-future-skew", type=_duration, default=d.MAX_FUTURE_SKEW_MS, metavar="D",
+                   help=f"an event further ahead of the newest event time is skipped unless the next event confirms the jump; 0s turns the check off (default: {d.duration_text(d.MAX_FUTURE_SKEW_MS)})")  # fmt: skip
+    p.add_argument("--max-groups", type=_positive_int, default=d.MAX_GROUPS_PER_RULE, metavar="N",
+                   help=f"window groups kept per rule before the least recently active is evicted (default: {d.MAX_GROUPS_PER_RULE})")  # fmt: skip
+    p.add_argument("--distinct-exact-limit", type=_positive_int, default=d.DISTINCT_EXACT_LIMIT, metavar="N",
+                   help=f"values a group keeps exactly for distinct before switching to HyperLogLog (default: {d.DISTINCT_EXACT_LIMIT})")  # fmt: skip
 
 
 def _engine_options(args: argparse.Namespace) -> EngineOptions:

@@ -15,9 +15,8 @@ A number segment indexes a list (``EXFIL_MONITOR_OUTPUTS__1__TOPIC``). Values ar
 converted like the file's (``"true"``, ``"5000"``); keys holding lists also take
 comma-separated text.
 
-Import :func:`load_config` and :class:`ConfigError` from :mod:`monitor.config`, which
-re-exports them. Because it does, this module imports the models inside the functions
-that need them: a top-level import would be circular.
+It knows no model: :func:`monitor.config.load_config` passes the top-level model and the
+output models by ``type:``, so the import runs one way only (config imports this).
 """
 
 from __future__ import annotations
@@ -25,17 +24,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from monitor.configtypes import KeyProblem
 from monitor.problems import Problem, did_you_mean
 from monitor.rules.yamlpos import Doc, YamlProblem, load
 from monitor.timeparse import parse_duration
 
-if TYPE_CHECKING:
-    from monitor.config import Config
-
+M = TypeVar("M", bound=BaseModel)
+# (the top-level model, the models of `outputs` items by their `type`)
+Models = tuple[type[BaseModel], Mapping[str, type[BaseModel]]]
 ENV_PREFIX = "EXFIL_MONITOR_"
 
 
@@ -47,19 +47,14 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-class KeyProblem(ValueError):
-    """A model validator's error about a key below the model: ``path`` is relative to
-    the model, so the message is positioned at that key rather than at the section."""
-
-    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
-        self.path = path
-        super().__init__(message)
+__all__ = ["ENV_PREFIX", "ConfigError", "KeyProblem", "load_model"]
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, override from the environment, validate; raise :class:`ConfigError` with all problems."""
-    from monitor.config import Config
-
+def load_model(path: str | Path, environ: Mapping[str, str] | None, model: type[M],
+               item_models: Mapping[str, type[BaseModel]]) -> M:  # fmt: skip
+    """Read, override from the environment, validate as ``model``; raise
+    :class:`ConfigError` with all problems."""
+    models: Models = (model, item_models)
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -79,9 +74,9 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     problems: list[Problem] = []
     env_paths = _apply_env(data, os.environ if environ is None else environ, problems)
     try:
-        config = Config.model_validate(data, context={"base": Path(path).resolve().parent})
+        config = model.model_validate(data, context={"base": Path(path).resolve().parent})
     except ValidationError as exc:
-        found = [_describe(err, doc, data, name, env_paths) for err in exc.errors()]
+        found = [_describe(err, doc, data, name, env_paths, models) for err in exc.errors()]
         problems.extend(sorted(found, key=lambda p: (p.line, p.col, str(p))))
         raise ConfigError(problems) from None
     if problems:
@@ -151,7 +146,7 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], bool]:
     return tuple(path), True
 
 
-def _describe(err: Any, doc: Doc, data: Any, name: str, env: dict[tuple[Any, ...], str]) -> Problem:
+def _describe(err: Any, doc: Doc, data: Any, name: str, env: dict[tuple[Any, ...], str], models: Models) -> Problem:
     """The problem, ``FILE:LINE:COL: key.path: message`` with a code, for one pydantic error."""
     loc = tuple(err["loc"])
     cause = (err.get("ctx") or {}).get("error")
@@ -162,7 +157,7 @@ def _describe(err: Any, doc: Doc, data: Any, name: str, env: dict[tuple[Any, ...
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
         key = str(path[-1])
-        message = f"unknown key {key!r}" + did_you_mean(key, _known_keys(path[:-1], data))
+        message = f"unknown key {key!r}" + did_you_mean(key, _known_keys(path[:-1], data, models))
         where_path = path[:-1]
     elif kind == "missing":
         message = f"missing required key {str(loc[-1])!r}"
@@ -172,7 +167,7 @@ def _describe(err: Any, doc: Doc, data: Any, name: str, env: dict[tuple[Any, ...
         where_path = path
     else:
         where_path = path
-    code = _code(kind, path if complete else (), data)
+    code = _code(kind, path if complete else (), data, models)
     label = _dotted(where_path)
     text = f"{label}: {message}" if label else message
     # The value came from a variable (it or a parent was set), or the key did not exist
@@ -199,36 +194,34 @@ _CODES = {
 }
 
 
-def _code(kind: str, path: tuple[Any, ...], data: Any) -> str:
+def _code(kind: str, path: tuple[Any, ...], data: Any, models: Models) -> str:
     """The problem code for a pydantic error type; ``path`` leads to the offending value."""
     if kind in _CODES:
         return _CODES[kind]
     if kind.endswith(("_type", "_parsing")) or kind in ("is_instance_of", "model_attributes_type"):
         return "E-BAD-TYPE"
     if kind == "value_error" and path and isinstance(path[-1], str):
-        model = _model_at(path[:-1], data)
+        model = _model_at(path[:-1], data, models)
         info = model.model_fields.get(path[-1]) if model is not None else None
         if info is not None and any(getattr(m, "func", None) is parse_duration for m in info.metadata):
             return "E-BAD-DURATION"
     return "E-BAD-VALUE"
 
 
-def _known_keys(path: tuple[Any, ...], data: Any) -> list[str]:
+def _known_keys(path: tuple[Any, ...], data: Any, models: Models) -> list[str]:
     """The keys the model at ``path`` accepts, for did-you-mean hints."""
-    model = _model_at(path, data)
+    model = _model_at(path, data, models)
     return list(model.model_fields) if model is not None else []
 
 
-def _model_at(path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
+def _model_at(path: tuple[Any, ...], data: Any, models: Models) -> type[BaseModel] | None:
     """The model that validates the mapping at ``path`` of the data."""
-    from monitor.config import OUTPUT_MODELS, Config
-
-    model: Any = Config
+    model: Any = models[0]
     cur = data
     for seg in path:
         cur = cur[seg]
         if isinstance(seg, int):  # an item of `outputs`: its model is chosen by `type`
-            model = OUTPUT_MODELS.get(str(cur.get("type"))) if isinstance(cur, dict) else None
+            model = models[1].get(str(cur.get("type"))) if isinstance(cur, dict) else None
         elif model is not None and seg in model.model_fields:
             ann = model.model_fields[seg].annotation
             args = getattr(ann, "__args__", (ann,))

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from monitor import defaults
 from monitor.rules.compile import getter
 from monitor.timeparse import EVENT_TIME_MAX_MS, EVENT_TIME_MIN_MS, parse_str, parse_ts
 
@@ -33,7 +34,9 @@ class Decoder:
     rejected as ``future_time``. One event from the far future never moves the clock.
     """
 
-    def __init__(self, *, time_field: str = "ts", max_future_skew_ms: int = 300_000) -> None:
+    def __init__(
+        self, *, time_field: str = defaults.TIME_FIELD, max_future_skew_ms: int = defaults.MAX_FUTURE_SKEW_MS
+    ) -> None:
         self.time_field = time_field
         self._time = getter(time_field)
         self.max_future_skew_ms = max_future_skew_ms

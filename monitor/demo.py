@@ -1,6 +1,6 @@
 """``exfil-monitor demo``: a shop's day with a breach in it, and what the rules made of it.
 
-It runs the real pipeline (simulator, file source, decoder, engine) on a temporary file,
+It runs the real pipeline (simulator, file source, then :mod:`monitor.pipeline`) on a temporary file,
 then tells the story incident by incident, so a newcomer sees in one command what the
 monitor catches, how fast, and that ordinary traffic stays quiet.
 """
@@ -18,7 +18,7 @@ from monitor.replay import run_replay
 from monitor.rules.loader import RuleSet
 from monitor.simulate import generate, incidents_for, parse_start, write_jsonl
 from monitor.sources.files import FileSource
-from monitor.telemetry import Metrics, RateLimiter, Telemetry, configure_logging
+from monitor.telemetry import quiet_telemetry
 from monitor.timeparse import format_ts, parse_ts
 
 START = "2026-11-27T00:00:00Z"  # Black Friday, the day after Thanksgiving
@@ -35,10 +35,7 @@ def run_demo(ruleset: RuleSet, *, seed: int, out: TextIO) -> int:
             n = write_jsonl(generate(seed=seed, start=START, hours=HOURS), f)
         w(f"  simulated {n:,} data-access events in {time.perf_counter() - t0:.1f}s\n")
         alerts: list[Alert] = []
-        telemetry = Telemetry(
-            Metrics(), configure_logging("console", "error"), limiter=RateLimiter(1, lambda: 0.0)
-        )
-        stats = run_replay(FileSource([str(path)]), Decoder(), Engine(ruleset), alerts.append, telemetry)
+        stats = run_replay(FileSource([str(path)]), Decoder(), Engine(ruleset), alerts.append, quiet_telemetry())
     rate = stats.events / stats.seconds if stats.seconds else 0.0
     w(f"  replayed them through {len(ruleset.enabled)} rules in {stats.seconds:.1f}s ({rate:,.0f} events/s)\n")
     w(f"  {len(alerts)} alert(s)\n\n")

@@ -1,6 +1,6 @@
 """``exfil-monitor replay``: recorded events through the rules, alerts to standard output.
 
-The same decoder and engine as the daemon, fed from files instead of Kafka, so a replay
+The same pipeline (:mod:`monitor.pipeline`) as the daemon, fed from files instead of Kafka, so a replay
 of the events a daemon consumed names the same alerts with the same ids.
 """
 
@@ -13,21 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from monitor.decode import Decoder, sample
+from monitor.decode import Decoder
 from monitor.engine import Alert, Engine
-from monitor.inputs.reader import MappedBatch, MappedFileSource
+from monitor.inputs.reader import MappedFileSource
+from monitor.pipeline import Counts, Pipeline
 from monitor.sources.files import FileSource
 from monitor.telemetry import Telemetry
 
 
 @dataclass
-class ReplayStats:
-    events: int = 0
-    valid: int = 0
-    invalid: Counter[str] = field(default_factory=Counter)
+class ReplayStats(Counts):
     late: Counter[str] = field(default_factory=Counter)
-    alerts: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)  # not data access (--input-format)
     seconds: float = 0.0
 
     def summary_lines(self) -> list[str]:
@@ -115,49 +111,19 @@ def run_replay(
     progress: Progress | None = None,
 ) -> ReplayStats:
     stats = ReplayStats()
+    pipeline = Pipeline(decoder, engine, telemetry, emit=emit, counts=stats)
     start = time.perf_counter()
     for batch in source.batches():
-        if isinstance(batch, MappedBatch):
-            _count_mapping(batch, stats, telemetry)
-        good, bad = decoder.decode(batch.lines)
-        stats.events += len(good) + len(bad)
-        stats.valid += len(good)
-        telemetry.events_received(len(good) + len(bad))
-        for i, reason in bad:
-            stats.invalid[reason] += 1
-            if i < 0:  # held from the previous batch, rejected now
-                raw, where = decoder.rejected_held[0], f"{batch.name}:before line {batch.first_line}"
-            else:
-                raw, where = batch.lines[i], f"{batch.name}:{batch.line_number(i)}"
-            telemetry.invalid_event(reason, sample(raw), where)
-        t0 = time.perf_counter()
-        alerts = engine.process(good)
-        for alert in alerts:
-            stats.alerts[alert.rule] += 1
-            emit(alert)
-        telemetry.batch_done(engine, time.perf_counter() - t0, None, None)
+        pipeline.feed(batch)
         if progress is not None:
             progress.update(stats, batch.name)
-    for raw in decoder.finish():  # a last event far ahead that nothing after it confirmed
-        stats.events += 1
-        stats.invalid["future_time"] += 1
-        telemetry.invalid_event("future_time", sample(raw), "end of input")
+    pipeline.finish()
     stats.seconds = time.perf_counter() - start
     for state in engine.states:
         stats.late[state.id] = state.late
     if progress is not None:
         progress.done()
     return stats
-
-
-def _count_mapping(batch: MappedBatch, stats: ReplayStats, telemetry: Telemetry) -> None:
-    """Records the input format could not read are invalid input like undecodable JSON."""
-    stats.skipped.update(batch.skipped)
-    stats.events += len(batch.invalid)
-    telemetry.events_received(len(batch.invalid))
-    for line, reason, raw in batch.invalid:
-        stats.invalid[reason] += 1
-        telemetry.invalid_event(reason, sample(raw), f"{batch.name}:{line}")
 
 
 TABLE_HEADER = f"{'FIRED AT':<24}  {'SEVERITY':<8}  {'RULE':<34}  {'GROUP':<24}  {'VALUE':>14}  SUMMARY"

@@ -14,10 +14,13 @@ from typing import Any
 
 import orjson
 
+from monitor import defaults
 from monitor.decode import Decoder
 from monitor.engine import Alert, Engine, EngineOptions
+from monitor.pipeline import Pipeline
 from monitor.rules.loader import TEST_SUFFIXES, RuleSet, hidden
 from monitor.rules.yamlpos import YamlProblem, load
+from monitor.telemetry import quiet_telemetry
 from monitor.timeparse import parse_duration, parse_ts
 
 CASE_KEYS = ("name", "rules", "events", "events_file", "expect", "time_field", "allowed_lateness")
@@ -126,12 +129,13 @@ def _run_case(path: Path, case: dict[str, Any], ruleset: RuleSet, result: CaseRe
         return
     # A case is a timeline, often with hours between events: measured from its newest
     # event, every later one would be "future", so the skew check (a live-stream guard) is off.
-    decoder = Decoder(time_field=str(case.get("time_field", "ts")), max_future_skew_ms=0)
+    decoder = Decoder(time_field=str(case.get("time_field", defaults.TIME_FIELD)), max_future_skew_ms=0)
     engine = Engine(_subset(ruleset, ids), EngineOptions(allowed_lateness_ms=lateness))
-    good, bad = decoder.decode(lines)
+    pipeline = Pipeline(decoder, engine, quiet_telemetry())
+    good, bad = pipeline.decode(lines, lambda i: f"{path}: event {i + 1}")
     for i, reason in bad:
         result.problems.append(f"event {i + 1} cannot be used: {reason}")
-    _compare(engine.process(good), expect, result)
+    _compare(pipeline.evaluate(good), expect, result)
 
 
 def _event_lines(path: Path, case: dict[str, Any], result: CaseResult) -> list[bytes]:

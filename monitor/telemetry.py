@@ -10,12 +10,15 @@ into Prometheus once per batch by :meth:`Telemetry.batch_done`.
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import logging
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TextIO
+from typing import IO, Any
 
+import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -112,24 +115,46 @@ class Metrics:
             self.http_refused.labels(reason=reason)
 
 
-def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> Logger:
-    """A structlog logger writing JSON lines (``json``) or aligned text (``console``)."""
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-    return structlog.get_logger("exfil-monitor")
+def _orjson(obj: Any, **kw: Any) -> bytes:
+    """structlog's JSON serializer: orjson, to bytes; the stdlib for what orjson refuses."""
+    try:
+        return orjson.dumps(obj, default=kw.get("default"), option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # e.g. an integer beyond 64 bits
+        return json.dumps(obj, default=kw.get("default")).encode()
+
+
+# The processor chains, built once for the process; each logger below only wraps a stream.
+_STAMP: list[Any] = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)]
+PROCESSORS: dict[str, list[Any]] = {
+    "json": [*_STAMP, structlog.processors.JSONRenderer(serializer=_orjson)],
+    "console": [*_STAMP, structlog.dev.ConsoleRenderer(colors=False)],
+}
+
+
+class StreamLogger:
+    """structlog's ``BytesLogger``, onto a text or binary stream: one line per event, flushed."""
+
+    def __init__(self, stream: IO[Any]) -> None:
+        self._stream = stream
+        self._binary = isinstance(stream, io.RawIOBase | io.BufferedIOBase) or "b" in getattr(stream, "mode", "")
+
+    def msg(self, message: bytes | str) -> None:
+        if self._binary:
+            self._stream.write((message if isinstance(message, bytes) else message.encode()) + b"\n")
+        else:
+            self._stream.write((message.decode() if isinstance(message, bytes) else message) + "\n")
+        self._stream.flush()
+
+    log = debug = info = warn = warning = error = err = critical = fatal = exception = failure = msg
+
+
+def configure_logging(fmt: str = "json", level: str = "info", stream: IO[Any] | None = None) -> Logger:
+    """A logger of its own writing JSON lines (``json``) or aligned text (``console``) to
+    ``stream``; nothing global is configured, so two daemons in one process log apart."""
+    wrapper = structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()])
+    return structlog.wrap_logger(StreamLogger(stream if stream is not None else sys.stderr),
+                                 processors=PROCESSORS[fmt], wrapper_class=wrapper,
+                                 cache_logger_on_first_use=True)  # fmt: skip
 
 
 class LibraryLogHandler(logging.Handler):
@@ -321,3 +346,9 @@ class Telemetry:
             m.active_groups.labels(rule=rid),
         ]  # fmt: skip
         return state, children, [0, 0, 0, 0, 0, 0]
+
+
+def quiet_telemetry() -> Telemetry:
+    """For commands that report their own counts (``demo``, ``test``): metrics on a
+    registry of their own, only errors logged, and each bad event's line said once."""
+    return Telemetry(Metrics(), configure_logging("console", "error"), limiter=RateLimiter(1, lambda: 0.0))

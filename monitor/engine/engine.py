@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from monitor import defaults
 from monitor.engine.alert import Alert, alert_id, describe_window, render
 from monitor.engine.dispatch import build, reference
 from monitor.engine.windows import SUM_BOUND, Fire, RuleState
@@ -24,9 +25,9 @@ _NEVER = -(2**62)
 
 @dataclass(frozen=True)
 class EngineOptions:
-    allowed_lateness_ms: int = 60_000
-    max_groups_per_rule: int = 100_000
-    distinct_exact_limit: int = 4096
+    allowed_lateness_ms: int = defaults.ALLOWED_LATENESS_MS
+    max_groups_per_rule: int = defaults.MAX_GROUPS_PER_RULE
+    distinct_exact_limit: int = defaults.DISTINCT_EXACT_LIMIT
 
 
 def _in_rule_order(fires: list[tuple[int, Fire, Event]]) -> list[tuple[int, Fire, Event]]:

@@ -1,23 +1,26 @@
-"""Where alerts go. Each output type declared in the config (``type:``) maps to a class here.
+"""Where alerts go: each output ``type:`` registered once, with its config model and builder.
 
-Adding an output takes a config model in :mod:`monitor.config` (the ``OutputConfig``
-union) and one line in :data:`BUILDERS`; delivery, retries and metrics come from
-:mod:`monitor.outputs.base` and need nothing from the new output.
+Adding an output takes its module (the class, and its config model beside it) and one
+entry in :data:`REGISTRY` plus the :data:`OutputConfig` union; delivery, retries and
+metrics come from :mod:`monitor.outputs.base` and need nothing from the new output.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
-from monitor.config import KafkaConfig, OutputConfig
-from monitor.outputs.base import Backoff, Delivery, Output
-from monitor.outputs.file import FileOutput
-from monitor.outputs.kafka import KafkaOutput
-from monitor.outputs.stdout import StdoutOutput
+from pydantic import Field
 
-__all__ = ["BUILDERS", "Backoff", "Delivery", "Output", "OutputContext", "build_outputs"]
+from monitor.kafka_client import KafkaConfig
+from monitor.outputs.base import Backoff, Delivery, Output, OutputConfigBase
+from monitor.outputs.file import FileOutput, FileOutputConfig
+from monitor.outputs.kafka import KafkaOutput, KafkaOutputConfig
+from monitor.outputs.stdout import StdoutOutput, StdoutOutputConfig
+
+__all__ = ["BUILDERS", "OUTPUT_MODELS", "REGISTRY", "Backoff", "Delivery", "Output", "OutputConfig",
+           "OutputContext", "build_outputs"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -28,12 +31,20 @@ class OutputContext:
     stdout: IO[Any] | None = None
 
 
-BUILDERS: dict[str, Callable[[Any, OutputContext], Output]] = {
-    "stdout": lambda c, ctx: StdoutOutput.from_config(c, ctx.stdout),
-    "file": lambda c, ctx: FileOutput.from_config(c),
-    "kafka": lambda c, ctx: KafkaOutput.from_config(c, ctx.kafka),
+Builder = Callable[[Any, OutputContext], Output]
+
+# type -> (config model, builder): the one place an output type is declared.
+REGISTRY: dict[str, tuple[type[OutputConfigBase], Builder]] = {
+    "stdout": (StdoutOutputConfig, lambda c, ctx: StdoutOutput.from_config(c, ctx.stdout)),
+    "file": (FileOutputConfig, lambda c, ctx: FileOutput.from_config(c)),
+    "kafka": (KafkaOutputConfig, lambda c, ctx: KafkaOutput.from_config(c, ctx.kafka)),
 }
+# The same models as a union pydantic picks from by `type` (a static type, so mypy sees it;
+# tests/outputs/test_registry.py checks that it names exactly the registry's models).
+OutputConfig = Annotated[StdoutOutputConfig | FileOutputConfig | KafkaOutputConfig, Field(discriminator="type")]
+OUTPUT_MODELS: dict[str, type[OutputConfigBase]] = {t: model for t, (model, _) in REGISTRY.items()}
+BUILDERS: dict[str, Builder] = {t: build for t, (_, build) in REGISTRY.items()}
 
 
-def build_outputs(configs: Sequence[OutputConfig], context: OutputContext) -> list[Output]:
+def build_outputs(configs: Sequence[Any], context: OutputContext) -> list[Output]:
     return [BUILDERS[c.type](c, context) for c in configs]

@@ -2,9 +2,9 @@
 
 Offsets are committed only after every output has acknowledged the alerts of the
 committed events, so an output must never report success it has not got, and a failing
-output must never be skipped. Retrying lives here, once: an output's ``_send`` makes one
-attempt and raises on failure; :class:`Delivery` counts the failure, waits with backoff
-and tries again, for that output only, until it succeeds, the daemon is killed, or a stop
+output must never be skipped. An output's ``_send`` makes one attempt and raises on
+failure; :class:`Delivery` counts the failure and, by :mod:`monitor.retry`'s policy, waits
+with backoff and tries again, for that output only, until it succeeds, the daemon is killed, or a stop
 is requested: then the work in hand is given up (:class:`Abandoned`), so the caller must
 not count it as delivered.
 
@@ -18,21 +18,34 @@ have it), and ``/readyz`` says degraded until the daemon restarts.
 from __future__ import annotations
 
 import asyncio
-import random
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar
 
+from monitor.configtypes import Duration, Model
 from monitor.engine.alert import Alert
 from monitor.health import Health
+from monitor.retry import DONE, Outcome, RetryPolicy, Verdict, retry
+from monitor.retry import (
+    Abandoned as Abandoned,  # the names sources and the daemon used to take from here
+)
+from monitor.retry import Backoff as Backoff
+from monitor.retry import wait_or_stop as wait_or_stop
 from monitor.telemetry import Telemetry
 
 PARKED_KEPT = 100
 
 
-class Abandoned(Exception):
-    """A stop was requested while retrying: the work in hand was not acknowledged."""
+class OutputConfigBase(Model):
+    """What every output's config section has besides its ``type``."""
+
+    name: str | None = None  # the metric label; defaults to the type
+    send_timeout: Duration = 30_000
+
+    @property
+    def label(self) -> str:
+        return self.name or str(getattr(self, "type", "output"))
 
 
 class Refused(Exception):
@@ -41,41 +54,6 @@ class Refused(Exception):
     def __init__(self, refused: Sequence[tuple[Alert, str]]) -> None:
         super().__init__(f"{len(refused)} alert(s) refused: {refused[0][1] if refused else ''}")
         self.refused = list(refused)
-
-
-async def wait_or_stop(stopping: asyncio.Event | None, seconds: float) -> bool:
-    """Wait ``seconds``, or less if ``stopping`` is set; True if it is set."""
-    if stopping is None:
-        await asyncio.sleep(seconds)
-        return False
-    if not stopping.is_set():
-        try:
-            async with asyncio.timeout(seconds):
-                await stopping.wait()
-        except TimeoutError:
-            pass
-    return stopping.is_set()
-
-
-class Backoff:
-    """Exponential backoff with jitter, so many daemons do not retry in step."""
-
-    def __init__(self, initial: float = 0.5, maximum: float = 30.0, factor: float = 2.0,
-                 jitter: float = 0.2, rng: Callable[[], float] = random.random) -> None:  # fmt: skip
-        self.initial = initial
-        self.maximum = maximum
-        self.factor = factor
-        self.jitter = jitter
-        self.rng = rng
-        self._next = initial
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self.maximum, self._next * self.factor)
-        return delay * (1 - self.jitter + 2 * self.jitter * self.rng())
-
-    def reset(self) -> None:
-        self._next = self.initial
 
 
 class Output(ABC):
@@ -153,8 +131,7 @@ class Delivery:
         self.parked: dict[str, deque[Alert]] = {o.name: deque(maxlen=PARKED_KEPT) for o in self.outputs}
         self.parked_total: dict[str, int] = dict.fromkeys(self.parked, 0)
         self.telemetry = telemetry
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        self.policy = RetryPolicy(initial=backoff_initial, maximum=backoff_max)
         self.sleep = sleep
         self.stopping = stopping
         self.failing: dict[str, str] = {}
@@ -184,11 +161,10 @@ class Delivery:
         await self._retry(o, "send", lambda: o.send(alerts), n=len(alerts))
 
     async def _retry(self, o: Output, step: str, attempt: Callable[[], Awaitable[None]], n: int = 0) -> None:
-        backoff = Backoff(self.backoff_initial, self.backoff_max)
-        while True:
+        async def once() -> Outcome:
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
-                # that arrives as the attempt fails, and this loop would never end.
+                # that arrives as the attempt fails, and the retries would never end.
                 async with asyncio.timeout(o.send_timeout):
                     await attempt()
             except asyncio.CancelledError:
@@ -197,24 +173,20 @@ class Delivery:
                 self.failing.pop(o.name, None)
                 self._park(o, exc.refused)
                 self.telemetry.output_result(o.name, "success", n - len(exc.refused))
-                return
+                return DONE
             except Exception as exc:
                 error = f"{step}: {_describe(exc)}"
                 self.failing[o.name] = error
                 # A failed send counts its alerts; a failed start or flush counts once.
                 outcome, count = ("error", n) if step == "send" else (f"{step}_error", 1)
                 self.telemetry.output_result(o.name, outcome, count, error=error)
-                if self.stopping is not None and self.stopping.is_set():
-                    raise Abandoned(f"stopping; output {o.name!r} failed: {error}") from exc
-                if self.sleep is not None:
-                    await self.sleep(backoff.next())
-                elif await wait_or_stop(self.stopping, backoff.next()):
-                    raise Abandoned(f"stopping; output {o.name!r} failed: {error}") from exc
-                continue
+                return Outcome(Verdict.RETRY, outcome, f"output {o.name!r} failed: {error}")
             self.failing.pop(o.name, None)
             if step == "send":
                 self.telemetry.output_result(o.name, "success", n)
-            return
+            return DONE
+
+        await retry(once, self.policy, stopping=self.stopping, sleep=self.sleep)
 
     def _park(self, o: Output, refused: list[tuple[Alert, str]]) -> None:
         for alert, error in refused:

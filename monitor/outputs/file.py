@@ -12,11 +12,16 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
-from monitor.config import FileOutputConfig
+from monitor.configtypes import RelPath
 from monitor.engine.alert import Alert
-from monitor.outputs.base import Output
+from monitor.outputs.base import Output, OutputConfigBase
+
+
+class FileOutputConfig(OutputConfigBase):
+    type: Literal["file"]
+    path: RelPath
 
 
 class FileOutput(Output):

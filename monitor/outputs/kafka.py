@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, RecordTooLargeError
 
-from monitor.config import KafkaConfig, KafkaOutputConfig
+from monitor import kafka_client
+from monitor.configtypes import TextList
 from monitor.engine.alert import Alert
-from monitor.outputs.base import Output, Refused
-from monitor.sources import connect_errors
+from monitor.kafka_client import KafkaConfig
+from monitor.outputs.base import Output, OutputConfigBase, Refused
 
 # Refusals no retry can change: the alert itself is too large for this producer or topic.
 TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
+
+
+class KafkaOutputConfig(OutputConfigBase):
+    type: Literal["kafka"]
+    topic: str
+    bootstrap_servers: TextList | None = None  # None: the source's, with its security
 
 
 class KafkaOutput(Output):
@@ -45,7 +52,7 @@ class KafkaOutput(Output):
             await producer.start()
         except KafkaConnectionError as exc:  # "Unable to bootstrap" also for a refused password
             await producer.stop()
-            raise KafkaConnectionError(await connect_errors.explain(exc, self.client_options)) from exc
+            raise KafkaConnectionError(await kafka_client.explain(exc, self.client_options)) from exc
         except BaseException:
             await producer.stop()
             raise

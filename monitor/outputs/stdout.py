@@ -9,11 +9,14 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, Literal
 
-from monitor.config import StdoutOutputConfig
 from monitor.engine.alert import Alert
-from monitor.outputs.base import Output
+from monitor.outputs.base import Output, OutputConfigBase
+
+
+class StdoutOutputConfig(OutputConfigBase):
+    type: Literal["stdout"]
 
 
 class StdoutOutput(Output):

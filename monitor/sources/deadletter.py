@@ -3,7 +3,7 @@
 Split from :mod:`monitor.sources.kafka` because it is a responsibility of its own: the
 headers that say why and where a record came from, the truncated form of a record the
 broker refuses whole, and the retries that make a batch wait until the broker has every
-dead letter (or give up on a stop, raising :class:`~monitor.outputs.base.Abandoned` so
+dead letter (or give up on a stop, raising :class:`~monitor.retry.Abandoned` so
 that the batch is not marked processed). :meth:`KafkaSource.dead_letter
 <monitor.sources.kafka.KafkaSource.dead_letter>` calls :func:`produce` with its producer.
 """
@@ -23,7 +23,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from monitor.outputs.base import Abandoned, Backoff, wait_or_stop
+from monitor.retry import Abandoned, Backoff, wait_or_stop
 from monitor.telemetry import Telemetry
 
 HEADER_PREFIX = "exfil_monitor."

@@ -14,7 +14,7 @@ because commits only move forward over processed events.
 
 A stop (the event given to :meth:`KafkaSource.start`) interrupts every wait: a fetch
 (also one stuck in a rebalance), the backoff between retries, and dead letters the broker
-keeps refusing, which raise :class:`~monitor.outputs.base.Abandoned` so that the batch in
+keeps refusing, which raise :class:`~monitor.retry.Abandoned` so that the batch in
 hand is not marked processed and is read again after a restart.
 """
 
@@ -29,10 +29,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from monitor.config import KafkaConfig
+from monitor import kafka_client
 from monitor.health import NOT_READY, Condition
-from monitor.outputs.base import Abandoned, Backoff, wait_or_stop
-from monitor.sources import aio, connect_errors, deadletter
+from monitor.kafka_client import KafkaConfig
+from monitor.retry import Abandoned, Backoff, wait_or_stop
+from monitor.sources import aio, deadletter
 from monitor.sources.deadletter import HEADER_PREFIX, TRUNCATED_BYTES
 from monitor.sources.partitions import Listener, Partitions, Records
 from monitor.telemetry import Telemetry
@@ -101,7 +102,7 @@ class KafkaSource:
                     if client is not None:
                         await aio.quietly(client.stop())
                 # aiokafka says "Unable to bootstrap" for a refused password too: ask why.
-                self._set_problem(await connect_errors.explain(exc, c.client_options()), "connect")
+                self._set_problem(await kafka_client.explain(exc, c.client_options()), "connect")
                 await aio.wait(stopping, self._backoff.next())
                 continue
             listener = Listener(self)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from monitor.outputs.base import Backoff
+from monitor.retry import Backoff
 from monitor.telemetry import Telemetry
 
 Records = dict[TopicPartition, list[Any]]  # aiokafka ConsumerRecords by partition

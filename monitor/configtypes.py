@@ -1,0 +1,48 @@
+"""The vocabulary every config model is written in: strict models, durations, paths.
+
+Each component's config model lives beside the component (an output's in its module, the
+Kafka settings in :mod:`monitor.kafka_client`); they all build on these, and
+:mod:`monitor.config` composes them into the file's top level.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+
+from monitor.timeparse import parse_duration
+
+
+class KeyProblem(ValueError):
+    """A model validator's error about a key below the model: ``path`` is relative to
+    the model, so the message is positioned at that key rather than at the section."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+def _relative(v: Path | None, info: ValidationInfo) -> Path | None:
+    base = (info.context or {}).get("base")
+    if v is None or base is None or v.is_absolute():
+        return v
+    return Path(os.path.normpath(Path(base) / v))
+
+
+def _comma_list(v: Any) -> Any:
+    if isinstance(v, str):
+        return [part.strip() for part in v.split(",") if part.strip()]
+    return v
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]  # milliseconds
+RelPath = Annotated[Path, AfterValidator(_relative)]
+TextList = Annotated[list[str], BeforeValidator(_comma_list)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
