@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from monitor.engine.windows import RuleState
-from monitor.rules.compile import Counter, compile_condition, getter, hashable
+from monitor.event import Tally, getter, hashable
+from monitor.rules.compile import compile_condition
 from monitor.rules.loader import CompiledRule
 from monitor.rules.model import Condition
 
@@ -86,7 +87,7 @@ def _test(src: _Source, cond: Condition, var: str, mismatch: str) -> str:
     return f"(({test}) if {var}.__class__ is str else ({var} is not None and {mismatch}()))"
 
 
-def _miss(counter: Counter) -> Callable[[], bool]:
+def _miss(counter: Tally) -> Callable[[], bool]:
     def miss() -> bool:
         counter.value += 1
         return False

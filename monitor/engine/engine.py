@@ -15,7 +15,7 @@ from typing import Any
 from monitor.engine.alert import Alert, alert_id, describe_window, render
 from monitor.engine.dispatch import build, reference
 from monitor.engine.windows import SUM_BOUND, Fire, RuleState
-from monitor.rules.compile import Event, getter
+from monitor.event import Event, getter
 from monitor.rules.loader import CompiledRule, RuleSet
 
 SWEEP_EVERY_MS = 60_000

@@ -31,10 +31,9 @@ from monitor.engine.distinct import (
 from monitor.engine.evicted import Evicted
 from monitor.engine.group import COUNT, NEWEST, VALUE, Group
 from monitor.engine.hll import HLL
-from monitor.rules.compile import TOO_LARGE, Counter, getter, group_key, hashable, unkey
+from monitor.event import TOO_LARGE, Event, Tally, getter, group_key, hashable, unkey
 from monitor.rules.model import RuleSpec
 
-Event = dict[str, Any]
 # What a rule hands back when it fires: (window end bucket or None, value, fired_at,
 # events in window, sample ids, group key, whether the value is an estimate from the
 # evicted-group summary). The engine turns it into an Alert.
@@ -116,7 +115,7 @@ class RuleState:
         self.evictions = 0
         self.approximations = 0
         self.saturations = 0  # sum windows computed at the bound
-        self.mismatch = Counter()
+        self.mismatch = Tally()
         # what evicted groups had, for count/sum/max windows; created at the first eviction
         self.evicted: Evicted | None = None
         self._cap_scan = -(2**62)
