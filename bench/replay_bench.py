@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from monitor.decode import Decoder  # noqa: E402
 from monitor.engine import Alert, Engine  # noqa: E402
+from monitor.event import getter  # noqa: E402
 from monitor.replay import run_replay  # noqa: E402
-from monitor.rules.compile import getter  # noqa: E402
 from monitor.rules.loader import CompiledRule, load_rules  # noqa: E402
 from monitor.runtime import tune_gc  # noqa: E402
 from monitor.simulate import generate, write_jsonl  # noqa: E402

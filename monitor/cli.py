@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text lines (default) or one JSON document with codes and a summary")  # fmt: skip
     p.add_argument("--codes", action="store_true", help="text lines show each problem's code (see docs/problems.md)")
     p.add_argument("--strict", action="store_true", help="warnings fail the check too (exit 1)")
+    p.add_argument("--explain", action="store_true",
+                   help="also print the Python loop generated for the rules, as the engine runs it")  # fmt: skip
     p.set_defaults(usage_error=p.error)
 
     p = sub.add_parser("replay", help="run recorded events (JSON lines) through the rules")
@@ -176,6 +178,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if args.path is None and args.config is None:
         args.usage_error("give a rule file or folder, --config FILE, or both")
+    if args.explain and args.path is None:
+        args.usage_error("--explain needs a rule file or folder")
+    explained: str | None = None
     checked: list[tuple[str, list[Problem], str]] = []  # (what, problems, summary when it loads)
     summary: dict[str, object] = {}
     if args.config is not None:
@@ -198,12 +203,20 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f"{counts['lists']} list(s), {counts['schedules']} schedule(s)"
             )
             checked.append((args.path, list(rs.warnings), line))
+            if args.explain:
+                from monitor.engine import Engine
+                from monitor.engine.dispatch import filename
+
+                explained = f"# {filename(rs.digest)}\n{Engine(rs).source}"
     found = [p for _, ps, _ in checked for p in ps]
     n_errors, n_warnings = len(errors(found)), len(warnings(found))
     failed = n_errors > 0 or (args.strict and n_warnings > 0)
     if args.format == "json":
         summary.update(errors=n_errors, warnings=n_warnings, ok=not failed)
-        print(json.dumps({"problems": [p.as_json() for p in found], "summary": summary}, indent=2))
+        doc: dict[str, object] = {"problems": [p.as_json() for p in found], "summary": summary}
+        if explained is not None:
+            doc["explain"] = explained
+        print(json.dumps(doc, indent=2))
         return 1 if failed else 0
     for what, ps, ok_line in checked:
         for p in ps:
@@ -214,6 +227,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"{len(ps)} warning(s) in {what}; --strict fails on warnings")
         else:
             print(ok_line + (f"; {len(ps)} warning(s)" if ps else ""))
+    if explained is not None:
+        print(explained, end="")
     return 1 if failed else 0
 
 

@@ -8,15 +8,13 @@ which the caller counts, logs and, in the daemon, dead-letters.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
 
 from monitor import defaults
-from monitor.rules.compile import getter
+from monitor.event import Event, getter
 from monitor.timeparse import EVENT_TIME_MAX_MS, EVENT_TIME_MIN_MS, parse_str, parse_ts
 
-Event = dict[str, Any]
 _NEVER = -(2**62)
 REASONS = (
     "invalid_json", "not_an_object", "missing_time", "bad_time", "future_time", "time_out_of_range", "empty",

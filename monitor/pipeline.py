@@ -15,8 +15,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from monitor.decode import Decoder, Event, sample
+from monitor.decode import Decoder, sample
 from monitor.engine import Alert, Engine
+from monitor.event import Event
 from monitor.inputs.reader import MappedBatch
 from monitor.sources.files import Batch
 from monitor.telemetry import Telemetry

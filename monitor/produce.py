@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from monitor.rules.compile import getter
-
-Event = dict[str, Any]
+from monitor.event import Event, getter
 
 
 async def produce(

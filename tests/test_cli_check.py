@@ -288,3 +288,19 @@ def test_a_config_goes_through_the_same_problem_path(tmp_path: Path, capsys: pyt
     doc = json.loads(capsys.readouterr().out)
     assert [p["code"] for p in doc["problems"]] == ["E-MISSING-KEY", "E-UNKNOWN-KEY"]
     assert doc["summary"]["ok"] is False and doc["summary"]["rules"] == 1
+
+
+def test_explain_prints_the_generated_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--explain", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert SUMMARY.match(out.splitlines()[0])
+    assert re.search(r"^# <exfil-monitor rules sha256:[0-9a-f]{12}>$", out, re.M)
+    assert "\ndef process(batch, clock, newest):\n" in out
+    assert re.search(r"\bA\d+_bulk_customer_read\(", out)
+
+
+def test_explain_needs_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["check", "--explain", "--config", "x.yaml"])
+    assert exit_.value.code == 2
+    assert "--explain needs a rule file or folder" in capsys.readouterr().err

@@ -7,21 +7,27 @@ reads each field its rules need once, tests text equality and membership inline,
 calls the rule's ``apply`` only when everything holds. Operators that are not worth
 inlining (regex, cidr, comparisons, mixed types) call the same closures as before.
 
-Safety: the source contains nothing from the rules but generated names and integer
-literals; every field name, value and callable reaches it through the namespace it is
+Safety: the source contains nothing from the rules but generated names (a rule's id
+reduced to ``[A-Za-z0-9_]``, behind a generated prefix) and integer literals; every field name, value and callable reaches it through the namespace it is
 executed in. ``reference_process`` is the straightforward loop over the same closures;
 tests check that both give the same alerts.
 """
 
 from __future__ import annotations
 
+import linecache
+import re
 from collections.abc import Callable
 from typing import Any
 
 from monitor.engine.windows import RuleState
-from monitor.rules.compile import Counter, compile_condition, getter, hashable
+from monitor.event import Tally, getter, hashable
+from monitor.rules.compile import compile_condition
 from monitor.rules.loader import CompiledRule
 from monitor.rules.model import Condition
+from monitor.rules.operators import OPERATORS, Inline
+
+_NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
 
 Dispatch = Callable[[Any, Any, int], tuple[list[tuple[int, Any, Any]], int]]
 
@@ -32,8 +38,12 @@ class _Source:
         self.ns: dict[str, Any] = {}
         self._n = 0
 
-    def const(self, value: Any, prefix: str = "K") -> str:
+    def const(self, value: Any, prefix: str = "K", owner: str | None = None) -> str:
+        """A name for ``value`` in the loop's namespace, carrying the id of the rule it
+        belongs to (reduced to identifier characters) so the source reads back."""
         name = f"{prefix}{self._n}"
+        if owner is not None:
+            name += "_" + _NOT_IDENT.sub("_", owner)[:40]
         self._n += 1
         self.ns[name] = value
         return name
@@ -42,12 +52,9 @@ class _Source:
         self.lines.append("    " * depth + line)
 
 
-def _inline(cond: Condition) -> bool:
-    if cond.op in ("eq", "ne"):
-        return isinstance(cond.value, str)
-    if cond.op in ("in", "not_in"):
-        return bool(cond.value) and all(isinstance(v, str) for v in cond.value)
-    return cond.op == "exists"
+def _inline(cond: Condition) -> Inline | None:
+    """The operator's expression for the generated loop, or None to call its closure."""
+    return OPERATORS[cond.op].inline(cond.value)
 
 
 def _read(src: _Source, depth: int, var: str, path: str, parents: dict[str, str] | None = None) -> None:
@@ -73,20 +80,13 @@ def _read(src: _Source, depth: int, var: str, path: str, parents: dict[str, str]
         src.emit(depth, f"{var} = {src.const(getter(path))}(e)")
 
 
-def _test(src: _Source, cond: Condition, var: str, mismatch: str) -> str:
+def _test(src: _Source, inline: Inline, var: str, mismatch: str, owner: str) -> str:
     """An expression that is True when the condition holds, counting type mismatches."""
-    if cond.op == "exists":
-        return f"({var} is not None)" if cond.value else f"({var} is None)"
-    if cond.op in ("eq", "ne"):
-        k = src.const(cond.value)
-        test = f"{var} == {k}" if cond.op == "eq" else f"{var} != {k}"
-    else:
-        k = src.const(frozenset(cond.value))
-        test = f"{var} in {k}" if cond.op == "in" else f"{var} not in {k}"
-    return f"(({test}) if {var}.__class__ is str else ({var} is not None and {mismatch}()))"
+    k = src.const(inline.const, owner=owner) if "{k}" in inline.template else ""
+    return inline.template.format(v=var, k=k, miss=mismatch)
 
 
-def _miss(counter: Counter) -> Callable[[], bool]:
+def _miss(counter: Tally) -> Callable[[], bool]:
     def miss() -> bool:
         counter.value += 1
         return False
@@ -112,25 +112,26 @@ def _rule_block(
     fields: dict[str, str], state: RuleState,
 ) -> None:  # fmt: skip
     apply, apply_with = state.apply, state.apply_with
-    mismatch = src.const(_miss(rule.mismatch), "M")
+    mismatch = src.const(_miss(rule.mismatch), "M", rule.id)
     terms = []
     for c in conds:
-        if _inline(c):
-            terms.append(_test(src, c, fields[c.path], mismatch))
+        inline = _inline(c)
+        if inline is not None:
+            terms.append(_test(src, inline, fields[c.path], mismatch, rule.id))
         else:
-            terms.append(f"{src.const(compile_condition(c, rule.mismatch), 'C')}(e)")
+            terms.append(f"{src.const(compile_condition(c, rule.mismatch), 'C', rule.id)}(e)")
     if rule.spec.when is not None:
         kind, schedule = rule.spec.when
-        terms.append(f"({src.const(schedule.contains, 'S')}(ts) is {kind == 'inside'})")
+        terms.append(f"({src.const(schedule.contains, 'S', rule.id)}(ts) is {kind == 'inside'})")
     cond = " and ".join(terms) or "True"
     src.emit(depth, f"if {cond}:")
     spec = rule.spec
     if _direct(rule):
         key = fields[f"key:{spec.group_by[0]}"] if spec.group_by else "None"
         value = fields[spec.aggregate_field] if spec.aggregate_field else "1"
-        src.emit(depth + 1, f"x = {src.const(apply_with, 'A')}(e, ts, now, {key}, {value})")
+        src.emit(depth + 1, f"x = {src.const(apply_with, 'A', rule.id)}(e, ts, now, {key}, {value})")
     else:
-        src.emit(depth + 1, f"x = {src.const(apply, 'A')}(e, ts, now)")
+        src.emit(depth + 1, f"x = {src.const(apply, 'A', rule.id)}(e, ts, now)")
     src.emit(depth + 1, "if x is not None:")
     src.emit(depth + 2, f"fires.append(({i}, x, e))")
 
@@ -142,7 +143,7 @@ def _branch(
     fields: dict[str, str] = {}
     parents: dict[str, str] = {}
     for _, rule, conds in members:
-        for path in [c.path for c in conds if _inline(c)] + _direct_paths(rule):
+        for path in [c.path for c in conds if _inline(c) is not None] + _direct_paths(rule):
             if path not in fields:
                 fields[path] = f"f{len(fields)}"
                 _read(src, depth, fields[path], path, parents)
@@ -155,8 +156,17 @@ def _branch(
         _rule_block(src, depth, i, rule, conds, fields, states[i])
 
 
-def build(rules: list[CompiledRule], states: list[RuleState]) -> Dispatch:
-    """Generate the batch loop for ``rules`` (enabled, in order; ``states`` alongside)."""
+def filename(digest: str) -> str:
+    """The loop's name in tracebacks: which rule set it was generated for."""
+    return f"<exfil-monitor rules sha256:{digest[:12]}>"
+
+
+def build(rules: list[CompiledRule], states: list[RuleState], digest: str = "") -> Dispatch:
+    """Generate the batch loop for ``rules`` (enabled, in order; ``states`` alongside).
+
+    The source is registered with ``linecache`` under :func:`filename` of the rule set's
+    ``digest``, so a traceback through the loop shows its lines; one entry per rule set.
+    """
     src = _Source()
     by_path: dict[str, list[int]] = {}
     always: list[int] = []
@@ -202,10 +212,12 @@ def build(rules: list[CompiledRule], states: list[RuleState]) -> Dispatch:
         _branch(src, 2, [(i, rules[i], list(rules[i].spec.conditions)) for i in always], states)
     src.emit(1, "return fires, newest")
 
-    code = compile("\n".join(src.lines) + "\n", "<exfil-monitor rules>", "exec")
-    exec(code, src.ns)
+    text = "\n".join(src.lines) + "\n"
+    name = filename(digest)
+    linecache.cache[name] = (len(text), None, text.splitlines(keepends=True), name)
+    exec(compile(text, name, "exec"), src.ns)
     process: Dispatch = src.ns["process"]
-    process.source = "\n".join(src.lines)  # type: ignore[attr-defined]
+    process.source = text  # type: ignore[attr-defined]
     return process
 
 

@@ -16,7 +16,7 @@ from monitor import defaults
 from monitor.engine.alert import Alert, alert_id, describe_window, render
 from monitor.engine.dispatch import build, reference
 from monitor.engine.windows import SUM_BOUND, Fire, RuleState
-from monitor.rules.compile import Event, getter
+from monitor.event import Event, getter
 from monitor.rules.loader import CompiledRule, RuleSet
 
 SWEEP_EVERY_MS = 60_000
@@ -54,7 +54,10 @@ class Engine:
         self._last_sweep: int | None = None
         rules = list(ruleset.enabled)
         self.states = [self._state(r) for r in rules]
-        self._dispatch = (build if generated else reference)(rules, self.states)
+        if generated:
+            self._dispatch = build(rules, self.states, ruleset.digest)
+        else:
+            self._dispatch = reference(rules, self.states)
 
     def _state(self, rule: CompiledRule) -> RuleState:
         o = self.options
@@ -91,14 +94,14 @@ class Engine:
                 s.sweep(now)
 
     def _alert(self, state: RuleState, fire: Fire, e: Event) -> Alert:
-        end, value, fired_at, count, samples, key, estimated = fire
         spec = state.spec
+        end, value, fired_at = fire.end, fire.value, fire.fired_at
         saturated = False
         if state.kind == "sum" and not -SUM_BOUND < value < SUM_BOUND:
             # at the bound, or an integer sum beyond what a float (and JSON) can carry
             saturated = True
             value = SUM_BOUND if value > 0 else -SUM_BOUND
-        gvals = state.group_values(key)
+        gvals = state.group_values(fire.key)
         group = dict(zip(spec.group_by, gvals, strict=True))
         if end is None:
             start_ms, end_ms = fired_at, fired_at
@@ -128,16 +131,22 @@ class Engine:
             window_start_ms=start_ms,
             window_end_ms=end_ms,
             fired_at_ms=fired_at,
-            event_count=count,
+            event_count=fire.events,
             summary=annotations.get("summary") or spec.description or spec.id,
             labels=dict(spec.labels),
             annotations=annotations,
-            sample_event_ids=samples,
+            sample_event_ids=fire.samples,
             saturated=saturated,
-            estimated=estimated,
+            estimated=fire.estimated,
         )
 
     # -- introspection for telemetry and tests ----------------------------------------
+
+    @property
+    def source(self) -> str | None:
+        """The generated dispatch loop's Python source (``check --explain``); None for
+        the reference loop."""
+        return getattr(self._dispatch, "source", None)
 
     def active_groups(self) -> dict[str, int]:
         return {s.id: len(s.groups) for s in self.states}

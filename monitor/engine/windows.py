@@ -19,7 +19,7 @@ import math
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, NamedTuple
 
 from monitor.engine.distinct import (
     add_distinct,
@@ -31,14 +31,23 @@ from monitor.engine.distinct import (
 from monitor.engine.evicted import Evicted
 from monitor.engine.group import COUNT, NEWEST, VALUE, Group
 from monitor.engine.hll import HLL
-from monitor.rules.compile import TOO_LARGE, Counter, getter, group_key, hashable, unkey
+from monitor.event import TOO_LARGE, Event, Tally, getter, group_key, hashable, unkey
 from monitor.rules.model import RuleSpec
 
-Event = dict[str, Any]
-# What a rule hands back when it fires: (window end bucket or None, value, fired_at,
-# events in window, sample ids, group key, whether the value is an estimate from the
-# evicted-group summary). The engine turns it into an Alert.
-Fire = tuple[int | None, Any, int, int, list[Any], Hashable, bool]
+
+class Fire(NamedTuple):
+    """What a rule hands back when it fires; the engine turns it into an Alert.
+
+    A tuple, made only when a rule fires, so the event path pays nothing for the names.
+    """
+
+    end: int | None  # the window's last bucket; None for a rule without a window
+    value: Any
+    fired_at: int
+    events: int  # events in the window
+    samples: list[Any]  # ids of the window's last events
+    key: Hashable  # the group
+    estimated: bool  # the value includes the evicted-group summary's estimate
 
 # A sum whose exact value leaves the float range is reported at this bound, saturated.
 SUM_BOUND = sys.float_info.max
@@ -116,7 +125,7 @@ class RuleState:
         self.evictions = 0
         self.approximations = 0
         self.saturations = 0  # sum windows computed at the bound
-        self.mismatch = Counter()
+        self.mismatch = Tally()
         # what evicted groups had, for count/sum/max windows; created at the first eviction
         self.evicted: Evicted | None = None
         self._cap_scan = -(2**62)
@@ -283,9 +292,9 @@ class RuleState:
             if bucket is None:
                 g.buckets[b] = [contrib, 1, ts]
             else:
-                bucket[0] += contrib
-                bucket[1] += 1
-                bucket[2] = ts
+                bucket[VALUE] += contrib
+                bucket[COUNT] += 1
+                bucket[NEWEST] = ts
             g.count += 1
             total = g.total + contrib
             if total.__class__ is float:  # a running float total drifts: add the buckets up
@@ -297,9 +306,9 @@ class RuleState:
                 g.buckets[b] = [{contrib}, 1, ts]
                 new = True
             else:
-                bucket[1] += 1
-                bucket[2] = ts
-                values = bucket[0]
+                bucket[COUNT] += 1
+                bucket[NEWEST] = ts
+                values = bucket[VALUE]
                 new = contrib not in values
                 if new:
                     values.add(contrib)
@@ -323,7 +332,7 @@ class RuleState:
         if g.fires and self._suppressed(g, ts):
             return None
         self._record_fire(g, ts)
-        return (b, total, ts, g.count, self._samples(g, b), key, self._estimated(g, b))
+        return Fire(b, total, ts, g.count, self._samples(g, b), key, self._estimated(g, b))
 
     def _apply_single(self, e: Event, ts: int, clock: int, key: Hashable, value: Any) -> Fire | None:
         if not self.threshold(value):
@@ -343,7 +352,7 @@ class RuleState:
                 return None
             self._record_fire(g, ts)
         eid = e.get("id")
-        return (None, value, ts, 1, [] if eid is None else [eid], key, False)
+        return Fire(None, value, ts, 1, [] if eid is None else [eid], key, False)
 
     def _add(self, g: Group, b: int, ts: int, v: Any, *, in_window: bool) -> None:
         bucket = g.buckets.get(b)
@@ -443,7 +452,7 @@ class RuleState:
             if self._suppressed(g, newest):
                 continue
             self._record_fire(g, newest)
-            return (end, value, newest, count, self._samples(g, end), key, self._estimated(g, end))
+            return Fire(end, value, newest, count, self._samples(g, end), key, self._estimated(g, end))
         return None
 
     def _window_at(self, g: Group, end: int) -> tuple[Any, int, int]:

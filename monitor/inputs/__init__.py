@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from monitor.inputs.base import Event, Format, Result, Skip
+from monitor.event import Event
+from monitor.inputs.base import Format, Result, Skip
 from monitor.inputs.cloudtrail import Cloudtrail
 from monitor.inputs.custom import Custom, CustomInput
 from monitor.inputs.jsonl import Jsonl

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-Event = dict[str, Any]
+from monitor.event import Event
 
 ACTIONS = (
     "select", "download", "export", "list", "insert", "update", "delete", "login", "admin", "other",

@@ -23,7 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.inputs.base import Event, Format, Result, get, put
+from monitor.event import Event
+from monitor.inputs.base import Format, Result, get, put
 
 
 class CustomInput(BaseModel):

@@ -30,8 +30,8 @@ import ipaddress
 import re
 from datetime import UTC, tzinfo
 
+from monitor.event import Event
 from monitor.inputs.base import (
-    Event,
     LineFormat,
     Result,
     Skip,

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import orjson
 
+from monitor.event import Event
 from monitor.inputs.base import (
-    Event,
     Result,
     Skip,
     classify_sql,

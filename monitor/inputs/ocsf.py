@@ -30,7 +30,8 @@ from typing import Any
 
 import orjson
 
-from monitor.inputs.base import Event, LineFormat, Result, Skip, get, invalid, number, put, text
+from monitor.event import Event
+from monitor.inputs.base import LineFormat, Result, Skip, get, invalid, number, put, text
 from monitor.timeparse import format_ts, parse_ts
 
 VERSION = "1.3.0"

@@ -37,7 +37,8 @@ import io
 import re
 from datetime import timedelta, timezone
 
-from monitor.inputs.base import Event, Result, Skip, classify_sql, invalid, local_ms, put
+from monitor.event import Event
+from monitor.inputs.base import Result, Skip, classify_sql, invalid, local_ms, put
 from monitor.timeparse import format_ts
 
 COLUMNS = (

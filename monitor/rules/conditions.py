@@ -4,22 +4,21 @@ Each ``match`` entry is a field path with one or more operators; every operator 
 own idea of a valid value (a list, text, a regex RE2 accepts, a network), and a
 ``$name`` value is resolved here against the rule set's lists. ``when`` names a schedule,
 which must have been defined without errors. Kept apart from the rest of a rule because
-the operator table is the part that grows.
+the operator table (``operators.py``) is the part that grows.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from monitor.problems import did_you_mean
-from monitor.rules.compile import compile_regex
-from monitor.rules.context import FIELD, NAME, FileDoc, ValidationContext, is_number, is_scalar
+from monitor.rules.context import FIELD, NAME, FileDoc, ValidationContext
 from monitor.rules.model import MATCH_OPS, Condition
+from monitor.rules.operators import OPERATORS, BadOperand
 from monitor.rules.schedule import Schedule
 from monitor.rules.yamlpos import Path
 
-_LIST_OPS = ("in", "not_in", "cidr")
+_LIST_OPS = tuple(name for name, o in OPERATORS.items() if o.takes_list_ref)
 
 
 class ConditionChecks(ValidationContext):
@@ -76,53 +75,17 @@ class ConditionChecks(ValidationContext):
                 bad(f"undefined list {value}" + did_you_mean(ref, list(self.lists), show="${}"), "E-UNDEFINED-LIST")
                 return None
             value = self.lists[ref]
-            if not value and op in ("in", "cidr"):
+            if not value and OPERATORS[op].empty_list_never_holds:
                 self._warn(
                     f, pos, f"{fld}: list ${ref} is empty, so {op} never holds and the rule can never fire",
                     rid, code="W-EMPTY-LIST",
                 )  # fmt: skip
-        if op in ("eq", "ne"):
-            if not is_scalar(value):
-                bad(f"{op if not bare else 'a value'} needs text, a number or a boolean"
-                    + ("; to test for a missing field use {exists: false}" if value is None else ""))
-                return None
-        elif op in ("in", "not_in"):
-            if not isinstance(value, list) or not all(is_scalar(v) for v in value):
-                bad(f"{op} needs a list of values or a $list")
-                return None
-        elif op in ("contains", "startswith", "endswith"):
-            if not (isinstance(value, str) or (op == "contains" and is_scalar(value))):
-                bad(f"{op} needs text")
-                return None
-        elif op == "regex":
-            if not isinstance(value, str):
-                bad("regex needs text")
-                return None
-            try:
-                compile_regex(value)
-            except Exception as exc:  # re2 raises its own error type, with bytes
-                detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
-                bad(f"bad regex {value!r}: {detail}", "E-BAD-REGEX")
-                return None
-        elif op == "cidr":
-            nets = value if isinstance(value, list) else [value]
-            for net in nets:
-                try:
-                    if not isinstance(net, str):
-                        raise ValueError(f"{net!r} is not text")
-                    ipaddress.ip_network(net, strict=False)
-                except ValueError as exc:
-                    bad(f"bad network {net!r}: {exc}", "E-BAD-NETWORK")
-                    return None
-            value = list(nets)
-        elif op in ("gt", "gte", "lt", "lte"):
-            if not (is_number(value) or isinstance(value, str)):
-                bad(f"{op} needs a number or text")
-                return None
-        elif op == "exists" and not isinstance(value, bool):
-            bad("exists needs true or false")
+        try:
+            operand = OPERATORS[op].check(value, "a value" if bare else op)
+        except BadOperand as exc:
+            bad(exc.message, exc.code)
             return None
-        return Condition(fld, op, value, pos)
+        return Condition(fld, op, operand.value, pos, operand.arg)
 
     def _when(self, f: FileDoc, path: Path, when: Any, rid: str | None) -> tuple[str, Schedule] | bool | None:
         if when is None:

@@ -10,21 +10,16 @@ validate may be the one that used a list now reported as unused.
 
 from __future__ import annotations
 
+import collections
 import hashlib
-from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monitor.event import Event, Tally
 from monitor.problems import sort_key
-from monitor.rules.compile import (
-    Counter,
-    Event,
-    compile_test,
-    index_choice,
-    threshold_check,
-)
+from monitor.rules.compile import compile_test, index_choice, threshold_check
 from monitor.rules.errors import Pos, Problem, RuleLoadError
 from monitor.rules.model import Condition, RuleSpec
 from monitor.rules.schedule import Schedule
@@ -42,7 +37,7 @@ class CompiledRule:
     test: Callable[[Event, int], bool]  # every condition but the indexed one, and `when`
     index: Condition | None  # the eq/in condition the engine looks the rule up by
     threshold: Callable[[Any], bool]
-    mismatch: Counter
+    mismatch: Tally
 
     @property
     def id(self) -> str:
@@ -145,16 +140,16 @@ def load_texts(sources: list[tuple[str, bytes]]) -> RuleSet:
 def compile_specs(specs: list[RuleSpec]) -> tuple[CompiledRule, ...]:
     # Index every rule on the field most rules can be indexed on, so an event needs as
     # few field reads as possible to find its candidate rules.
-    tally = Tally(
+    shared = collections.Counter(
         c.path
         for s in specs
         for c in s.conditions
         if c.op in ("eq", "in")
     )
-    preferred = [p for p, _ in tally.most_common()]
+    preferred = [p for p, _ in shared.most_common()]
     out = []
     for order, spec in enumerate(specs):
-        mismatch = Counter()
+        mismatch = Tally()
         index = index_choice(spec, preferred)
         rest = [c for c in spec.conditions if c is not index]
         out.append(

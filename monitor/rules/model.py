@@ -6,14 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.rules.errors import Pos
+from monitor.rules.operators import OPERATORS
 from monitor.rules.schedule import Schedule
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 THRESHOLD_OPS = ("gt", "gte", "lt", "lte", "eq")
-MATCH_OPS = (
-    "eq", "ne", "in", "not_in", "contains", "startswith", "endswith",
-    "regex", "cidr", "gt", "gte", "lt", "lte", "exists",
-)  # fmt: skip
+MATCH_OPS = tuple(OPERATORS)
 
 
 @dataclass(frozen=True)
@@ -22,6 +20,7 @@ class Condition:
     op: str
     value: Any  # lists already expanded, regex text, networks as text
     pos: Pos
+    arg: Any = field(default=None, compare=False, repr=False)  # the operand prepared once (operators.py)
 
 
 @dataclass(frozen=True)

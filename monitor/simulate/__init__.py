@@ -32,6 +32,8 @@ This package only gathers the public API; the parts are, in dependency order:
 
 from __future__ import annotations
 
+from monitor.event import Event as Event
+
 from .background import Maker as Maker
 from .cast import ATTACKER_IP, CUSTOMER_TABLES, VENDOR_IPS
 from .cast import Actor as Actor
@@ -43,7 +45,6 @@ from .clock import US_HOLIDAYS, format_ts, parse_start
 from .generator import DEFAULT_EVENTS_PER_DAY, generate
 from .incidents import Incident, incidents_for
 from .jsonl import write_jsonl
-from .shapes import Event as Event
 
 # The names re-exported "as" themselves above were public in the single-module simulator
 # without being in __all__; they stay importable from here.

@@ -14,6 +14,8 @@ import bisect
 import random
 from collections.abc import Callable
 
+from monitor.event import Event
+
 from .cast import (
     IP_POOL_SIZE,
     N_CUSTOMERS,
@@ -24,7 +26,7 @@ from .cast import (
     ip_pool,
     rr,
 )
-from .shapes import Event, event, login_event, table_event
+from .shapes import event, login_event, table_event
 
 Maker = Callable[[random.Random, int], Event]
 

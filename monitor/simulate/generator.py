@@ -14,6 +14,8 @@ import random
 from collections.abc import Iterator
 from datetime import datetime
 
+from monitor.event import Event
+
 from .background import Background
 from .cast import ADMINS, AGENTS, ANALYSTS
 from .clock import CURVE, HOUR_MS, TsFormatter, is_business_hour, parse_start, to_local
@@ -26,7 +28,6 @@ from .scheduled import (
     Staff,
     nightly_etl,
 )
-from .shapes import Event
 
 DEFAULT_EVENTS_PER_DAY = 200_000
 """Background events in 24 hours when ``events`` is not given: a mid-size shop."""

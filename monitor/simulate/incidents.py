@@ -11,10 +11,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from monitor.event import Event
+
 from .cast import CUSTOMER_TABLES
 from .clock import HOUR_MS, MINUTE_MS, format_ts, is_business_hour, to_local
 from .scenarios import PLANS, Plan
-from .shapes import Event
 
 _OFF_HOURS_RULE = "off-hours-customer-access"
 

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import orjson
 
-from .shapes import Event
+from monitor.event import Event
 
 
 def write_jsonl(events: Iterable[Event], out: BinaryIO) -> int:

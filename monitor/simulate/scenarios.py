@@ -12,9 +12,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from monitor.event import Event
+
 from .cast import ATTACKER_IP, N_CUSTOMERS, OFFICE_NET, Actor, cust, rr
 from .clock import MINUTE_MS
-from .shapes import Event, event, login_event, table_event
+from .shapes import event, login_event, table_event
 
 
 @dataclass(frozen=True)

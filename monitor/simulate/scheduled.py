@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import random
 
+from monitor.event import Event
+
 from .cast import ADMINS, AGENTS, ANALYSTS, N_CUSTOMERS, SERVICE_IPS, Actor, cust, rr, staff
 from .clock import MINUTE_MS
-from .shapes import Event, event, login_event, table_event
+from .shapes import event, login_event, table_event
 
 TICKETS_PER_AGENT_HOUR = 12.0
 ANALYST_EVENTS_PER_HOUR = 5.0

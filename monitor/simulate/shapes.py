@@ -6,11 +6,9 @@ it writes (and with it the byte-identical output for a seed) is decided in one p
 
 from __future__ import annotations
 
-from typing import Any
+from monitor.event import Event
 
 from .cast import BYTES_PER_ROW, Actor
-
-Event = dict[str, Any]
 
 
 def event(

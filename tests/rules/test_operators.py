@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from monitor.engine import Engine
-from monitor.rules.compile import REGEX_MAX_INPUT
 from monitor.rules.loader import CompiledRule, load_texts
+from monitor.rules.operators import REGEX_MAX_INPUT
 
 T0 = 1_795_773_600_000  # 2026-11-27T10:00:00Z
 LISTS = {
