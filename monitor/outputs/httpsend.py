@@ -17,12 +17,12 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Annotated, Literal
 
 import aiohttp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from monitor.retry import parse_retry_after
 from monitor.timeparse import parse_duration
 
 Verdict = Literal["done", "retry", "reject"]
@@ -42,25 +42,12 @@ class Attempt:
 Classify = Callable[[int, Mapping[str, str], str, float], Attempt]
 
 
-def retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds from a ``Retry-After`` header (delay-seconds or an HTTP-date), or None."""
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isascii() and text.isdigit():
-        return float(int(text))
-    try:
-        return max(0.0, parsedate_to_datetime(text).timestamp() - now)
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
 def answer(verdict: Verdict, status: int, body: str, headers: Mapping[str, str], now: float) -> Attempt:
     """An :class:`Attempt` for an HTTP answer; a retry carries the receiver's Retry-After."""
     reason = "success" if verdict == "done" else f"http_{status}"
     detail = f"HTTP {status}: {body[:300]}" if body else f"HTTP {status}"
-    after = retry_after(headers, now) if verdict == "retry" else None
+    # one Retry-After reading for every receiver: monitor.retry's
+    after = parse_retry_after(headers.get("Retry-After"), now) if verdict == "retry" else None
     return Attempt(verdict, reason, detail, after)
 
 
