@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor import __version__, defaults
 from monitor.decode import Decoder
@@ -21,6 +22,9 @@ from monitor.rules.loader import RuleSet, load_rules
 from monitor.runtime import tune_gc
 from monitor.telemetry import Metrics, RateLimiter, Telemetry, configure_logging
 from monitor.timeparse import parse_duration
+
+if TYPE_CHECKING:
+    from monitor.inputs import Format
 
 
 def bundled_rules() -> Path:
@@ -95,6 +99,17 @@ def _load(path: str | Path) -> RuleSet | None:
         return None
 
 
+def _input_format(name: str, ruleset: RuleSet) -> Format | None:
+    """The built-in or rule-set format ``name``; None (said on stderr) when there is none."""
+    from monitor.inputs import UnknownFormat, get_format
+
+    try:
+        return get_format(name, ruleset.inputs)
+    except UnknownFormat as exc:
+        print(f"--input-format: {exc}", file=sys.stderr)
+        return None
+
+
 def _engine_args(p: argparse.ArgumentParser) -> None:
     d = defaults
     p.add_argument("--time-field", default=d.TIME_FIELD, help=f"dotted path of the event time (default: {d.TIME_FIELD})")
@@ -140,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "table"), default="json", help="alert format (default: json)")
     p.add_argument("--input-format", default="jsonl", metavar="F",
                    help="how records become events: jsonl (default), pgaudit, mariadb-audit, mysql-audit, "
-                   "cloudtrail, ocsf (see docs/inputs.md)")  # fmt: skip
+                   "cloudtrail, ocsf, or an input the rule files define (see docs/inputs.md)")  # fmt: skip
     _engine_args(p)
     p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines files, .gz too; - for standard input")
 
@@ -239,11 +254,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     ruleset = _load(args.rules or bundled_rules())
     if ruleset is None:
         return 1
-    from monitor.inputs import FORMATS, get_format
     from monitor.inputs.reader import MappedFileSource
 
-    if args.input_format not in FORMATS:
-        print(f"--input-format: unknown format {args.input_format!r}; known: {', '.join(FORMATS)}", file=sys.stderr)
+    fmt = _input_format(args.input_format, ruleset)
+    if fmt is None:
         return 2
     files = FileSource(args.files)
     problems = files.check_readable()
@@ -253,7 +267,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 1
     source: FileSource | MappedFileSource = files
     if args.input_format != "jsonl":
-        source = MappedFileSource(args.files, get_format(args.input_format))
+        source = MappedFileSource(args.files, fmt)
     log = configure_logging("console", "warning", sys.stderr)
     telemetry = Telemetry(Metrics(), log, limiter=RateLimiter(per_minute=1, clock=lambda: 0.0))
     decoder = Decoder(time_field=args.time_field, max_future_skew_ms=args.max_future_skew)
