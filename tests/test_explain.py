@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from monitor.cli import bundled_rules, main
 from monitor.decode import Decoder
-from monitor.engine import Alert, EngineOptions
+from monitor.engine import Alert, Engine, EngineOptions
 from monitor.explain import Explanation, explain, find, write_table
 from monitor.inputs import get_format
 from monitor.inputs.reader import MappedFileSource
@@ -32,7 +32,6 @@ from monitor.rules.loader import RuleSet, load_rules, load_texts
 from monitor.simulate import generate, write_jsonl
 from monitor.sources.files import Batch, FileSource
 from monitor.telemetry import quiet_telemetry
-from monitor.engine import Engine
 
 REPO = Path(__file__).resolve().parent.parent
 OTRF = REPO / "tests" / "data" / "cloudtrail-otrf-s3-exfil" / "ec2_proxy_s3_exfiltration_2020-09-14011940.json"
