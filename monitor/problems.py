@@ -55,7 +55,7 @@ CODES: dict[str, str] = {
     "E-BAD-DAY": "a schedule day that is not mon..sun",
     "E-BAD-HOURS": "a schedule hour range that is malformed or ends before it starts",
     "E-BAD-DATE": "a schedule holiday that is not a date like 2026-11-26",
-    "E-BAD-PATTERN": "an actors: account pattern that is empty or has an unclosed [",
+    "E-BAD-PATTERN": "an actors: account pattern that is empty, has an unclosed [ or a reversed range",
     "E-UNKNOWN-FORMAT": "an inputs: mapping whose from: names no built-in input format",
     "E-DUPLICATE-INPUT": "a custom input defined twice",
     "E-BUILTIN-FORMAT": "a custom input with the name of a built-in input format",

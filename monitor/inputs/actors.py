@@ -35,7 +35,8 @@ class BadPattern(ValueError):
 
 
 def glob_regex(pattern: str) -> str:
-    """The RE2 expression of a glob; :class:`BadPattern` for an empty one or an unclosed ``[``."""
+    """The RE2 expression of a glob; :class:`BadPattern` for an empty one, an unclosed
+    ``[`` or a reversed range (``[z-a]``), which fnmatch would silently drop."""
     if not pattern:
         raise BadPattern("a pattern must not be empty")
     out: list[str] = []
@@ -59,7 +60,10 @@ def glob_regex(pattern: str) -> str:
             body = pattern[i:end]
             negate = body.startswith("!")
             members = body[1:] if negate else body
-            escaped = "".join("\\" + ch if ch in "\\^]" else ch for ch in members)
+            for k in range(1, len(members) - 1):
+                if members[k] == "-" and members[k - 1] > members[k + 1]:
+                    raise BadPattern(f"reversed range {members[k - 1 : k + 2]!r} in [{body}]")
+            escaped = "".join("\\" + ch if ch in "\\^[]" else ch for ch in members)
             out.append(f"[{'^' if negate else ''}{escaped}]")
             i = end + 1
         else:
