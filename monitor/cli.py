@@ -339,6 +339,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except (OSError, EOFError) as exc:
         print(f"cannot read input: {exc}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:  # the input changed between the two passes
+        print(str(exc), file=sys.stderr)
+        return 1
     if args.format == "json":
         print(json.dumps(x.to_dict(), indent=2, default=str))
     else:
