@@ -486,3 +486,23 @@ def test_pending_keys_are_still_unknown(message: str, tmp_path: Path) -> None:
         assert any(message in p.message for p in exc.problems), exc
     else:
         pytest.fail(f"{message!r} is no longer a problem: remove it from PENDING", pytrace=False)
+
+
+def test_readme_deploy_direct_outputs_load_with_their_secret_files(tmp_path: Path) -> None:
+    """The README's PagerDuty and Slack outputs, with each ``*_file`` a mounted secret."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Deploy\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", section, re.S) if "type: pagerduty" in b]
+    outputs = yaml.safe_load(block)["outputs"]
+    assert {o["type"] for o in outputs} == {"pagerduty", "slack"}
+    for output in outputs:
+        for key in [k for k in output if k.endswith("_file")]:
+            assert output[key].startswith("/run/secrets/"), key
+            local = tmp_path / Path(output[key]).name
+            local.write_text("placeholder-secret\n", encoding="utf-8")
+            output[key] = str(local)
+    config = tmp_path / "monitor.yaml"
+    config.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": ["k:9092"], "topics": ["t"]},
+                                      "rules": {"path": "/r"}, "outputs": outputs}))  # fmt: skip
+    loaded = load_monitor_config(config, {})
+    assert [o.type for o in loaded.outputs] == ["pagerduty", "slack"]
