@@ -3,8 +3,9 @@
 The same pipeline (:mod:`monitor.pipeline`) as the daemon, fed from files instead of Kafka, so a replay
 of the events a daemon consumed names the same alerts with the same ids.
 
-With ``--resolutions`` the ends of episodes are printed too, each once final (after the
-alerts of the batch whose events made it so). At the end of the input every episode
+With ``--resolutions`` the ends of episodes are printed too, each once final, merged into
+the alerts of the batch whose events made it final by time (``resolved_at`` before an
+alert's ``fired_at`` comes first). At the end of the input every episode
 still open resolves at its ``resolved_at``, even one past the last event: that is what
 a daemon whose source then stayed idle would send, so the output shows every incident's
 end. Without the flag the output is alerts only, as it always was.
@@ -127,21 +128,28 @@ def run_replay(
     without it they are collected and dropped, so a long replay holds none."""
     stats = ReplayStats(resolved=None if resolved is None else 0)
 
-    def ended(resolutions: list[Resolution]) -> None:
-        if resolved is not None:
-            for r in resolutions:
-                resolved(r)
-            stats.resolved = (stats.resolved or 0) + len(resolutions)
+    def ended(alerts: list[Alert], resolutions: list[Resolution]) -> None:
+        if resolved is None:
+            return
+        stats.resolved = (stats.resolved or 0) + len(resolutions)
+        i = 0
+        for alert in alerts:
+            while i < len(resolutions) and resolutions[i].resolved_at_ms <= alert.fired_at_ms:
+                resolved(resolutions[i])
+                i += 1
+            emit(alert)
+        for r in resolutions[i:]:
+            resolved(r)
 
-    pipeline = Pipeline(decoder, engine, telemetry, emit=emit, counts=stats)
+    # with resolutions to merge in, the alerts are printed here, not as they fire
+    pipeline = Pipeline(decoder, engine, telemetry, emit=emit if resolved is None else None, counts=stats)
     start = time.perf_counter()
     for batch in source.batches():
-        pipeline.feed(batch)
-        ended(engine.resolutions())
+        ended(pipeline.feed(batch), engine.resolutions())
         if progress is not None:
             progress.update(stats, batch.name)
     pipeline.finish()
-    ended(engine.resolve_all())
+    ended([], engine.resolve_all())
     stats.seconds = time.perf_counter() - start
     for state in engine.states:
         stats.late[state.id] = state.late

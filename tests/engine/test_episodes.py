@@ -166,7 +166,7 @@ def test_resolution_record_is_the_opening_alert_with_type_and_resolved_at() -> N
 
 def test_alert_record_has_schema_episode_start_and_detected_at_only_when_given() -> None:
     eng = engine(every_event(suppress="1m", resolve_after="5m"))
-    first, again = run(eng, [ev(T0), ev(T0 + 90 * SEC)])
+    _, again = run(eng, [ev(T0), ev(T0 + 90 * SEC)])
     d = again.to_dict()
     assert (d["schema_version"], d["type"]) == (1, "alert")
     assert (d["fired_at"], d["episode_start"]) == ("2026-11-27T00:01:30.000Z", "2026-11-27T00:00:00.000Z")
