@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="run recorded events (JSON lines) through the rules")
     p.add_argument("--rules", default=None, help="rule file or folder (default: the bundled pack)")
     p.add_argument("--format", choices=("json", "table"), default="json", help="alert format (default: json)")
+    p.add_argument("--resolutions", action="store_true",
+                   help="also print the end of each episode ({\"type\": \"resolved\", ...}) once final; "
+                   "at the end of the input every open episode resolves at its resolved_at, "
+                   "even past the last event, as an idle daemon would resolve it")  # fmt: skip
     p.add_argument("--input-format", default="jsonl", metavar="F",
                    help="how records become events: jsonl (default), pgaudit, mariadb-audit, mysql-audit, "
                    "cloudtrail, ocsf, or an input the rule files define (see docs/inputs.md)")  # fmt: skip
@@ -257,7 +261,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from monitor.replay import Progress, run_replay, stdout_emitter
+    from monitor.replay import Printer, Progress, run_replay
     from monitor.sources.files import FileSource
 
     ruleset = _load(args.rules or bundled_rules())
@@ -284,7 +288,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     tune_gc()
     progress = Progress(sys.stderr, enabled=sys.stderr.isatty(), source=files if source is files else None)
     try:
-        stats = run_replay(source, decoder, engine, stdout_emitter(args.format), telemetry, progress)
+        printer = Printer(args.format)
+        resolved = printer.resolution if args.resolutions else None
+        stats = run_replay(source, decoder, engine, printer.alert, telemetry, progress, resolved)
     except OSError as exc:
         progress.done()
         print(f"cannot read input: {exc}", file=sys.stderr)

@@ -11,6 +11,9 @@ ALLOWED_LATENESS_MS = 60_000
 MAX_FUTURE_SKEW_MS = 300_000
 MAX_GROUPS_PER_RULE = 100_000
 DISTINCT_EXACT_LIMIT = 4096
+# A rule's resolve_after when it gives none (and its suppress is shorter): an episode is
+# over after this long without a hold, in event time.
+RESOLVE_AFTER_MS = 15 * 60_000
 
 
 def duration_text(ms: int) -> str:

@@ -48,6 +48,7 @@ CODES: dict[str, str] = {
     "E-BAD-RESOLUTION": "a resolution without a window, not dividing it, or making too many buckets",
     "E-BAD-AGGREGATE": "an aggregate that is not count, sum, distinct or max of a field",
     "E-BAD-THRESHOLD": "a threshold that is not one known operator and a number",
+    "E-BAD-RESOLVE-AFTER": "a resolve_after shorter than the rule's suppress",
     "E-BAD-WHEN": "a when that is not {inside: SCHEDULE} or {outside: SCHEDULE}",
     "E-UNDEFINED-SCHEDULE": "a when naming a schedule that no file of the rule set defines",
     "E-BROKEN-SCHEDULE": "a when naming a schedule that is defined with errors",

@@ -2,6 +2,13 @@
 
 The same pipeline (:mod:`monitor.pipeline`) as the daemon, fed from files instead of Kafka, so a replay
 of the events a daemon consumed names the same alerts with the same ids.
+
+With ``--resolutions`` the ends of episodes are printed too, each once final, merged into
+the alerts of the batch whose events made it final by time (``resolved_at`` before an
+alert's ``fired_at`` comes first). At the end of the input every episode
+still open resolves at its ``resolved_at``, even one past the last event: that is what
+a daemon whose source then stayed idle would send, so the output shows every incident's
+end. Without the flag the output is alerts only, as it always was.
 """
 
 from __future__ import annotations
@@ -13,18 +20,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+import orjson
+
 from monitor.decode import Decoder
-from monitor.engine import Alert, Engine
+from monitor.engine import Alert, Engine, Resolution
 from monitor.inputs.reader import MappedFileSource
 from monitor.pipeline import Counts, Pipeline
 from monitor.sources.files import FileSource
 from monitor.telemetry import Telemetry
+from monitor.timeparse import format_ts
 
 
 @dataclass
 class ReplayStats(Counts):
     late: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    resolved: int | None = None  # episodes resolved, when they are printed
 
     def summary_lines(self) -> list[str]:
         rate = self.events / self.seconds if self.seconds > 0 else 0.0
@@ -46,6 +57,8 @@ class ReplayStats(Counts):
         lines.append(f"late (dropped from windowed rules): {late}" + (f" ({detail})" if detail else ""))
         lines.append(f"alerts: {sum(self.alerts.values())}")
         lines.extend(f"  {rule}: {n}" for rule, n in sorted(self.alerts.items()))
+        if self.resolved is not None:
+            lines.append(f"resolutions: {self.resolved}")
         return lines
 
 
@@ -109,15 +122,34 @@ def run_replay(
     emit: Callable[[Alert], None],
     telemetry: Telemetry,
     progress: Progress | None = None,
+    resolved: Callable[[Resolution], None] | None = None,
 ) -> ReplayStats:
-    stats = ReplayStats()
-    pipeline = Pipeline(decoder, engine, telemetry, emit=emit, counts=stats)
+    """``resolved``, when given, receives each episode's resolution (``--resolutions``);
+    without it they are collected and dropped, so a long replay holds none."""
+    stats = ReplayStats(resolved=None if resolved is None else 0)
+
+    def ended(alerts: list[Alert], resolutions: list[Resolution]) -> None:
+        if resolved is None:
+            return
+        stats.resolved = (stats.resolved or 0) + len(resolutions)
+        i = 0
+        for alert in alerts:
+            while i < len(resolutions) and resolutions[i].resolved_at_ms <= alert.fired_at_ms:
+                resolved(resolutions[i])
+                i += 1
+            emit(alert)
+        for r in resolutions[i:]:
+            resolved(r)
+
+    # with resolutions to merge in, the alerts are printed here, not as they fire
+    pipeline = Pipeline(decoder, engine, telemetry, emit=emit if resolved is None else None, counts=stats)
     start = time.perf_counter()
     for batch in source.batches():
-        pipeline.feed(batch)
+        ended(pipeline.feed(batch), engine.resolutions())
         if progress is not None:
             progress.update(stats, batch.name)
     pipeline.finish()
+    ended([], engine.resolve_all())
     stats.seconds = time.perf_counter() - start
     for state in engine.states:
         stats.late[state.id] = state.late
@@ -140,22 +172,43 @@ def table_row(alert: Alert) -> str:
     )
 
 
+def resolution_row(r: Resolution) -> str:
+    """A table row for the end of an episode: its resolved_at where alerts show fired_at."""
+    group = ",".join(f"{v}" for v in r.alert.group.values()) or "-"
+    return (
+        f"{format_ts(r.resolved_at_ms):<24}  {r.alert.severity:<8}  {r.rule[:34]:<34}  {group[:24]:<24}  "
+        f"{'-':>14}  resolved: the episode since {format_ts(r.start_ms)} is over"
+    )
+
+
+class Printer:
+    """Alerts and resolutions to ``out`` (by default whatever ``sys.stdout`` is when this
+    is made), as JSON lines or one table under one header."""
+
+    def __init__(self, fmt: str, out: TextIO | None = None) -> None:
+        self.fmt = fmt
+        self.out = out if out is not None else sys.stdout
+        self._header = False
+
+    def _row(self, text: str) -> None:
+        if not self._header:
+            self.out.write(TABLE_HEADER + "\n")
+            self._header = True
+        self.out.write(text + "\n")
+
+    def alert(self, alert: Alert) -> None:
+        if self.fmt == "table":
+            self._row(table_row(alert))
+        else:
+            self.out.write(alert.to_json().decode() + "\n")
+
+    def resolution(self, r: Resolution) -> None:
+        if self.fmt == "table":
+            self._row(resolution_row(r))
+        else:
+            self.out.write(orjson.dumps(r.to_dict()).decode() + "\n")
+
+
 def stdout_emitter(fmt: str, out: TextIO | None = None) -> Callable[[Alert], None]:
     """Alerts to ``out``, by default whatever ``sys.stdout`` is when this is called."""
-    out = out if out is not None else sys.stdout
-    if fmt == "table":
-        printed = False
-
-        def table(alert: Alert) -> None:
-            nonlocal printed
-            if not printed:
-                out.write(TABLE_HEADER + "\n")
-                printed = True
-            out.write(table_row(alert) + "\n")
-
-        return table
-
-    def json_line(alert: Alert) -> None:
-        out.write(alert.to_json().decode() + "\n")
-
-    return json_line
+    return Printer(fmt, out).alert

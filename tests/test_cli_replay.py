@@ -170,6 +170,60 @@ def test_table_format(replay: Run, write_events: Writer) -> None:
     assert summary_of(err)["alerts"] == "2"
 
 
+def test_resolutions_are_printed_with_the_flag(replay: Run, write_events: Writer) -> None:
+    code, out, err = replay("--resolutions", str(write_events("e.jsonl", BURST)))
+    assert code == 0
+    records = alerts_of(out)
+    assert [(r["type"], r["rule"], r["fired_at"], r.get("resolved_at")) for r in records] == [
+        ("alert", "every-export", "2026-11-27T10:01:00.000Z", None),
+        ("alert", "bulk-read", "2026-11-27T10:02:00.000Z", None),
+        # at the end of the input every open episode resolves at last hold + resolve_after
+        # (15m by default): every-export's at 1m; bulk-read's held (suppressed) at 4m too
+        ("resolved", "every-export", "2026-11-27T10:01:00.000Z", "2026-11-27T10:16:00.000Z"),
+        ("resolved", "bulk-read", "2026-11-27T10:02:00.000Z", "2026-11-27T10:19:00.000Z"),
+    ]
+    alert, resolved = records[1], records[3]
+    assert {k: v for k, v in resolved.items() if k not in ("type", "resolved_at")} == {
+        k: v for k, v in alert.items() if k != "type"
+    }
+    assert all(r["schema_version"] == 1 and "detected_at" not in r for r in records)
+    assert summary_of(err)["resolutions"] == "2"
+
+
+def test_without_the_flag_replay_prints_alerts_only(replay: Run, write_events: Writer) -> None:
+    code, out, err = replay(str(write_events("e.jsonl", BURST)))
+    assert code == 0
+    assert [r["type"] for r in alerts_of(out)] == ["alert", "alert"]
+    assert all(r["episode_start"] == r["fired_at"] for r in alerts_of(out))
+    assert "resolutions" not in summary_of(err)
+
+
+def test_a_re_alert_names_its_episode_and_a_later_burst_a_new_one(replay: Run, write_events: Writer) -> None:
+    # bulk-read a: 120 rows at 2m (alert), 120 again at 12m (suppress 10m is over: a
+    # re-alert, within 15m of the last hold: same episode), then 120 at 50m (a new one)
+    events = [ev(0), ev(2), ev(10.5), ev(12), ev(48), ev(50)]
+    code, out, _ = replay("--resolutions", str(write_events("e.jsonl", events)))
+    assert code == 0
+    got = [(r["type"], r["fired_at"][11:16], r["episode_start"][11:16], r.get("resolved_at", "")[11:16])
+           for r in alerts_of(out)]  # fmt: skip
+    assert got == [
+        ("alert", "10:02", "10:02", ""),
+        ("alert", "10:12", "10:02", ""),
+        ("resolved", "10:02", "10:02", "10:27"),
+        ("alert", "10:50", "10:50", ""),
+        ("resolved", "10:50", "10:50", "11:05"),
+    ]
+
+
+def test_resolutions_in_the_table(replay: Run, write_events: Writer) -> None:
+    code, out, _ = replay("--resolutions", "--format", "table", str(write_events("e.jsonl", BURST)))
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.startswith("FIRED AT") and len(rows) == 4
+    assert rows[2].split()[:5] == ["2026-11-27T10:16:00.000Z", "low", "every-export", "a", "-"]
+    assert rows[2].endswith("resolved: the episode since 2026-11-27T10:01:00.000Z is over")
+
+
 def test_no_alerts_is_still_success(replay: Run, write_events: Writer) -> None:
     code, out, err = replay("--format", "table", str(write_events("quiet.jsonl", [ev(0, rows=1)])))
     assert (code, out) == (0, "")

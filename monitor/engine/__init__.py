@@ -2,5 +2,6 @@
 
 from monitor.engine.alert import Alert
 from monitor.engine.engine import Engine, EngineOptions
+from monitor.engine.episodes import Episode, Resolution
 
-__all__ = ["Alert", "Engine", "EngineOptions"]
+__all__ = ["Alert", "Engine", "EngineOptions", "Episode", "Resolution"]

@@ -1,5 +1,9 @@
 """The alert: what on-call reads, and what every output sends.
 
+Every record an output receives has a ``type`` ("alert" here, "resolved" for the end of
+an episode, :mod:`monitor.engine.episodes`) and a ``schema_version``, bumped when a key
+changes meaning or goes away (adding one is not a change).
+
 The id is a pure function of (rule, group, fired_at), so a replay of the same events,
 a restarted daemon re-reading uncommitted events, and a second instance after a
 rebalance all name the same alert the same way; outputs can deduplicate on it.
@@ -25,7 +29,9 @@ import orjson
 
 from monitor.timeparse import format_duration, format_ts
 
+SCHEMA_VERSION = 1
 _FLOAT_MAX = sys.float_info.max
+_OWN_EPISODE = -(2**63)  # episode_start_ms not given: the alert opens its own episode
 VALUE_MAX_BYTES = 1024
 ALERT_MAX_BYTES = 64 * 1024
 _TEXT_STEPS = (4096, 256)  # what summary, description, labels and annotations are cut to when over budget
@@ -103,11 +109,21 @@ class Alert:
     saturated: bool = False
     # The value includes the evicted-group summary's over-estimate (README "Limits").
     estimated: bool = False
+    # fired_at of the alert that opened this alert's episode (its own, for the first);
+    # with rule and group it names the incident, the same for every re-alert of it.
+    episode_start_ms: int = _OWN_EPISODE
 
-    def to_dict(self) -> dict[str, Any]:
+    def __post_init__(self) -> None:
+        if self.episode_start_ms == _OWN_EPISODE:
+            object.__setattr__(self, "episode_start_ms", self.fired_at_ms)
+
+    def to_dict(self, detected_at_ms: int | None = None) -> dict[str, Any]:
         """The alert as JSON, within its size budget; ``saturated`` and ``estimated``
-        appear only when true, so an ordinary alert carries no flags to read past."""
-        d = self._dict()
+        appear only when true, so an ordinary alert carries no flags to read past.
+
+        ``detected_at`` is the wall time the daemon raised it, given by the daemon only:
+        replay's output must not depend on when it ran."""
+        d = self._dict(detected_at_ms)
         for limit in _TEXT_STEPS:  # rare: only templates that name many long values get here
             if len(orjson.dumps(d)) <= ALERT_MAX_BYTES:
                 break
@@ -115,8 +131,10 @@ class Alert:
             d["sample_event_ids"] = d["sample_event_ids"][:10]
         return d
 
-    def _dict(self) -> dict[str, Any]:
+    def _dict(self, detected_at_ms: int | None) -> dict[str, Any]:
         out: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "type": "alert",
             "id": self.id,
             "rule": self.rule,
             "severity": self.severity,
@@ -127,6 +145,7 @@ class Alert:
             "window_start": format_ts(self.window_start_ms),
             "window_end": format_ts(self.window_end_ms),
             "fired_at": format_ts(self.fired_at_ms),
+            "episode_start": format_ts(self.episode_start_ms),
             "event_count": self.event_count,
             "summary": self.summary,
             "description": self.description,
@@ -134,14 +153,16 @@ class Alert:
             "annotations": self.annotations,
             "sample_event_ids": [_bounded_value(v) for v in self.sample_event_ids],
         }
+        if detected_at_ms is not None:
+            out["detected_at"] = format_ts(detected_at_ms)
         if self.saturated:
             out["saturated"] = True
         if self.estimated:
             out["estimated"] = True
         return out
 
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+    def to_json(self, detected_at_ms: int | None = None) -> bytes:
+        return orjson.dumps(self.to_dict(detected_at_ms))
 
 
 def render(template: str, values: dict[str, Any], lookup: Any) -> str:

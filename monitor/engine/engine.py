@@ -3,19 +3,24 @@
 It knows nothing of Kafka, files or wall clocks: events come in batches of
 ``(event, event time)``, and the clock that forgets idle groups is the newest event
 time seen (replay) or whatever the caller passes (the daemon passes the minimum over
-its partitions). That is what makes ``replay`` and the daemon give the same alerts.
+its partitions). That is what makes ``replay`` and the daemon give the same alerts, and,
+through the episode table (:mod:`monitor.engine.episodes`) the same clock drives, the
+same episodes and resolutions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from monitor import defaults
 from monitor.engine.alert import Alert, alert_id, describe_window, render
 from monitor.engine.dispatch import build, reference
-from monitor.engine.windows import SUM_BOUND, Fire, RuleState
+from monitor.engine.episodes import Episode, Episodes, Resolution
+from monitor.engine.sums import SUM_BOUND
+from monitor.engine.windows import Fire, RuleState
 from monitor.event import Event, getter
 from monitor.rules.loader import CompiledRule, RuleSet
 
@@ -52,6 +57,7 @@ class Engine:
         self.states: list[RuleState] = []
         self.newest: int | None = None  # newest event time seen overall
         self._last_sweep: int | None = None
+        self.episodes = Episodes(self.options.allowed_lateness_ms)
         rules = list(ruleset.enabled)
         self.states = [self._state(r) for r in rules]
         if generated:
@@ -72,16 +78,60 @@ class Engine:
         return state
 
     def process(self, batch: Iterable[tuple[Event, int]], clock: int | None = None) -> list[Alert]:
-        """Apply a batch in order; ``clock`` fixes the forgetting clock for the batch."""
+        """Apply a batch in order; ``clock`` fixes the forgetting clock for the batch.
+
+        The batch's resolutions are then waiting in :meth:`resolutions`."""
         start = self.newest if self.newest is not None else _NEVER
         fires, newest = self._dispatch(batch, clock, start)
         if newest != _NEVER:
             self.newest = newest
-        self._maybe_sweep(self.newest if clock is None else clock)
-        states = self.states
+        now = self.newest if clock is None else clock
+        self._maybe_sweep(now)
         if len(fires) > 1:
             fires = _in_rule_order(fires)
-        return [self._alert(states[i], fire, e) for i, fire, e in fires]
+        alerts = self._episodes(fires)
+        if now is not None:
+            self.episodes.advance(now)
+        return alerts
+
+    def _episodes(self, fires: list[tuple[int, Fire, Event]]) -> list[Alert]:
+        """The batch's holds through the episode table, rule by rule in event order (the
+        order that matters: episodes are per rule and group), and its fires made alerts
+        carrying their episode's start, in the order the engine reports them."""
+        events = {id(f): e for _, f, e in fires}
+        made: dict[int, Alert] = {}
+        table = self.episodes
+        for state in self.states:
+            held = state.held
+            if not held:
+                continue
+            rule, resolve_after = state.id, state.spec.resolve_after_ms
+            for t, key, now, fire in held:
+                if fire is None:
+                    table.hold(rule, key, t, now)
+                else:
+                    build = partial(self._alert, state, fire, events[id(fire)])
+                    made[id(fire)] = table.fire(rule, key, t, now, resolve_after, build)
+            held.clear()
+        return [made[id(f)] for _, f, _ in fires]
+
+    def resolutions(self) -> list[Resolution]:
+        """The episodes final since the last call (call it after :meth:`process`), by
+        resolved_at."""
+        return self.episodes.take()
+
+    def resolve_idle(self, wall_ms: int) -> list[Resolution]:
+        """For a daemon whose source is idle: resolve the open episodes whose resolved_at
+        ``wall_ms`` has passed, at that same resolved_at (with any not yet collected)."""
+        return self.episodes.resolve_idle(wall_ms)
+
+    def resolve_all(self) -> list[Resolution]:
+        """At the end of the input (replay): every open episode resolves at its
+        resolved_at, as it would for a daemon whose source then stayed idle."""
+        return self.episodes.resolve_all()
+
+    def open_episodes(self) -> list[Episode]:
+        return self.episodes.open()
 
     def _maybe_sweep(self, now: int | None) -> None:
         if now is None:
@@ -93,7 +143,7 @@ class Engine:
             for s in self.states:
                 s.sweep(now)
 
-    def _alert(self, state: RuleState, fire: Fire, e: Event) -> Alert:
+    def _alert(self, state: RuleState, fire: Fire, e: Event, episode_start: int) -> Alert:
         spec = state.spec
         end, value, fired_at = fire.end, fire.value, fire.fired_at
         saturated = False
@@ -138,6 +188,7 @@ class Engine:
             sample_event_ids=fire.samples,
             saturated=saturated,
             estimated=fire.estimated,
+            episode_start_ms=episode_start,
         )
 
     # -- introspection for telemetry and tests ----------------------------------------

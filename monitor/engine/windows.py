@@ -11,12 +11,12 @@ Semantics (the README's "Semantics" section is the contract; this is how it is k
 * Suppression remembers every fire that a future evaluation could still be within
   ``suppress`` of, so it holds both before and after a fire even when events arrive
   out of order.
+* Every evaluation that holds, fired or suppressed, is noted in :attr:`RuleState.held`
+  in order, for the engine's episode table (:mod:`monitor.engine.episodes`).
 """
 
 from __future__ import annotations
 
-import math
-import sys
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
@@ -31,6 +31,7 @@ from monitor.engine.distinct import (
 from monitor.engine.evicted import Evicted
 from monitor.engine.group import COUNT, NEWEST, VALUE, Group
 from monitor.engine.hll import HLL
+from monitor.engine.sums import saturating_sum
 from monitor.event import TOO_LARGE, Event, Tally, getter, group_key, hashable, unkey
 from monitor.rules.model import RuleSpec
 
@@ -48,47 +49,6 @@ class Fire(NamedTuple):
     samples: list[Any]  # ids of the window's last events
     key: Hashable  # the group
     estimated: bool  # the value includes the evicted-group summary's estimate
-
-# A sum whose exact value leaves the float range is reported at this bound, saturated.
-SUM_BOUND = sys.float_info.max
-_INF = float("inf")
-
-
-def saturating_sum(values: list[Any]) -> tuple[Any, bool]:
-    """(the exact float sum of ``values`` rounded once, whether it was saturated).
-
-    ``math.fsum`` raises on an intermediate overflow and on inf + -inf (a bucket whose
-    own running sum overflowed); neither may stop the monitor. The exact sum of finite
-    floats is then computed with integers (every float is an integer times a power of
-    two) and saturated at +-SUM_BOUND; a window holding an overflowed bucket is at the
-    bound of that bucket's sign (+ when both signs overflowed: err towards alerting).
-    """
-    try:
-        total = math.fsum(values)
-    except (OverflowError, ValueError):
-        total = _INF
-    else:
-        if -SUM_BOUND <= total <= SUM_BOUND:  # NaN is not
-            return total, False
-        if total != total and not any(v in (_INF, -_INF) for v in values):
-            return total, False  # NaN in, NaN out: only the engine's API can pass it
-    up = any(v == _INF for v in values)
-    down = any(v == -_INF for v in values)
-    if up or down:
-        return (SUM_BOUND if up else -SUM_BOUND), True
-    scale = 1 << 1100  # 2**1074 makes every float an integer; 1100 leaves headroom
-    exact = sum(_scaled(v, scale) for v in values)
-    bound = _scaled(SUM_BOUND, scale)
-    if exact > bound:
-        return SUM_BOUND, True
-    if exact < -bound:
-        return -SUM_BOUND, True
-    return exact / scale, False
-
-
-def _scaled(v: Any, scale: int) -> int:
-    n, d = v.as_integer_ratio()
-    return int(n * (scale // d))
 
 class RuleState:
     """Everything one rule remembers, plus counters the telemetry reads per batch."""
@@ -113,7 +73,9 @@ class RuleState:
         self.nb = (spec.window_ms // self.res) if spec.window_ms else 0
         self.suppress = spec.suppress_ms
         self.lateness = allowed_lateness_ms
-        self.horizon = max(spec.window_ms or 0, spec.suppress_ms) + allowed_lateness_ms
+        # a group outlives its open episode: resolve_after + lateness is the latest that
+        # episode can become final (README "Semantics", Forgetting)
+        self.horizon = max(spec.window_ms or 0, spec.suppress_ms, spec.resolve_after_ms) + allowed_lateness_ms
         self.max_groups = max_groups
         self.exact_limit = distinct_exact_limit
         self.groups: OrderedDict[Hashable, Group] = OrderedDict()
@@ -126,6 +88,8 @@ class RuleState:
         self.approximations = 0
         self.saturations = 0  # sum windows computed at the bound
         self.mismatch = Tally()
+        # holds since the engine last took them: (time, group key, clock, Fire or None)
+        self.held: list[tuple[int, Hashable, int, Fire | None]] = []
         # what evicted groups had, for count/sum/max windows; created at the first eviction
         self.evicted: Evicted | None = None
         self._cap_scan = -(2**62)
@@ -282,7 +246,7 @@ class RuleState:
                 del samples[:2]
         b = ts // self.res
         if ts < newest:
-            return self._late(g, key, b, ts, contrib)
+            return self._late(g, key, b, ts, contrib, clock)
         if b != g.cur:
             self._advance(g, b, ts)
         g.newest = ts
@@ -330,9 +294,12 @@ class RuleState:
         if not self.threshold(total):
             return None
         if g.fires and self._suppressed(g, ts):
+            self.held.append((ts, key, clock, None))
             return None
         self._record_fire(g, ts)
-        return Fire(b, total, ts, g.count, self._samples(g, b), key, self._estimated(g, b))
+        fire = Fire(b, total, ts, g.count, self._samples(g, b), key, self._estimated(g, b))
+        self.held.append((ts, key, clock, fire))
+        return fire
 
     def _apply_single(self, e: Event, ts: int, clock: int, key: Hashable, value: Any) -> Fire | None:
         if not self.threshold(value):
@@ -349,10 +316,13 @@ class RuleState:
                 self.groups.move_to_end(key)
             g.newest = max(g.newest, ts)
             if self._suppressed(g, ts):
+                self.held.append((ts, key, clock, None))
                 return None
             self._record_fire(g, ts)
         eid = e.get("id")
-        return Fire(None, value, ts, 1, [] if eid is None else [eid], key, False)
+        fire = Fire(None, value, ts, 1, [] if eid is None else [eid], key, False)
+        self.held.append((ts, key, clock, fire))
+        return fire
 
     def _add(self, g: Group, b: int, ts: int, v: Any, *, in_window: bool) -> None:
         bucket = g.buckets.get(b)
@@ -441,7 +411,7 @@ class RuleState:
             self.saturations += 1
         return total  # type: ignore[no-any-return]
 
-    def _late(self, g: Group, key: Hashable, b: int, ts: int, contrib: Any) -> Fire | None:
+    def _late(self, g: Group, key: Hashable, b: int, ts: int, contrib: Any, clock: int) -> Fire | None:
         nb = self.nb
         self._add(g, b, ts, contrib, in_window=b > g.cur - nb)
         ends = [b, *sorted(k for k in g.buckets if b < k <= g.cur)]
@@ -450,9 +420,12 @@ class RuleState:
             if value is None or not self.threshold(value):
                 continue
             if self._suppressed(g, newest):
+                self.held.append((newest, key, clock, None))
                 continue
             self._record_fire(g, newest)
-            return Fire(end, value, newest, count, self._samples(g, end), key, self._estimated(g, end))
+            fire = Fire(end, value, newest, count, self._samples(g, end), key, self._estimated(g, end))
+            self.held.append((newest, key, clock, fire))
+            return fire
         return None
 
     def _window_at(self, g: Group, end: int) -> tuple[Any, int, int]:

@@ -41,6 +41,7 @@ class RuleSpec:
     threshold_op: str
     threshold: int | float
     suppress_ms: int
+    resolve_after_ms: int  # an episode is over this long after its last hold (at least suppress_ms)
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # as written, for /rules and docs

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from monitor import defaults
 from monitor.problems import did_you_mean
 from monitor.rules.conditions import ConditionChecks
 from monitor.rules.context import FIELD, FileDoc, is_number, is_scalar
@@ -23,7 +24,7 @@ from monitor.rules.definitions import DefinitionChecks
 from monitor.rules.model import SEVERITIES, THRESHOLD_OPS, RuleSpec
 from monitor.rules.tables import TableChecks
 from monitor.rules.yamlpos import Path
-from monitor.timeparse import parse_duration
+from monitor.timeparse import format_duration, parse_duration
 
 __all__ = ["MAX_BUCKETS", "FileDoc", "Validator", "default_resolution"]
 
@@ -32,7 +33,7 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
 _TOP_KEYS = ("lists", "schedules", "actors", "inputs", "rules")
 _RULE_KEYS = (
     "id", "description", "severity", "enabled", "match", "when", "group_by", "window",
-    "resolution", "aggregate", "threshold", "suppress", "labels", "annotations",
+    "resolution", "aggregate", "threshold", "suppress", "resolve_after", "labels", "annotations",
 )  # fmt: skip
 
 
@@ -142,6 +143,7 @@ class Validator(DefinitionChecks, ConditionChecks, TableChecks):
         suppress_ms = self._duration(f, path, raw, "suppress", rid, positive=False)
         if suppress_ms is None:
             suppress_ms = window_ms or 0
+        resolve_after_ms = self._resolve_after(f, path, raw, rid, suppress_ms)
         labels = self._text_map(f, path, raw, "labels", rid, allow_scalars=True)
         annotations = self._text_map(f, path, raw, "annotations", rid, allow_scalars=False)
 
@@ -153,7 +155,7 @@ class Validator(DefinitionChecks, ConditionChecks, TableChecks):
             severity=severity, enabled=enabled, conditions=tuple(conditions), when=when,
             group_by=tuple(group_by), window_ms=window_ms, resolution_ms=resolution_ms,
             aggregate=aggregate, aggregate_field=agg_field, threshold_op=threshold_op,
-            threshold=threshold, suppress_ms=suppress_ms, labels=labels,
+            threshold=threshold, suppress_ms=suppress_ms, resolve_after_ms=resolve_after_ms, labels=labels,
             annotations=annotations, source=raw,
         )  # fmt: skip
 
@@ -170,6 +172,21 @@ class Validator(DefinitionChecks, ConditionChecks, TableChecks):
         if positive and ms <= 0:
             self._report(f, f.doc.where((*path, key)), f"{key} must be longer than zero", rid, code="E-BAD-DURATION")
             return None
+        return ms
+
+    def _resolve_after(self, f: FileDoc, path: Path, raw: dict[str, Any], rid: str | None, suppress_ms: int) -> int:
+        """At least ``suppress``: a hold after an episode's end is then never suppressed by
+        that episode's alerts, so every episode opens with an alert (README "Semantics")."""
+        ms = self._duration(f, path, raw, "resolve_after", rid, positive=True)
+        if ms is None:
+            return max(defaults.RESOLVE_AFTER_MS, suppress_ms)
+        if ms < suppress_ms:
+            self._report(
+                f, f.doc.where((*path, "resolve_after")),
+                f"resolve_after ({format_duration(ms)}) must be at least suppress ({format_duration(suppress_ms)}): "
+                "an episode that ended while its alerts still suppress could reopen without an alert",
+                rid, code="E-BAD-RESOLVE-AFTER",
+            )  # fmt: skip
         return ms
 
     def _group_by(self, f: FileDoc, path: Path, value: Any, rid: str | None) -> list[str]:

@@ -96,12 +96,12 @@ def test_alert_group_and_id_carry_an_object_group_value_as_json_not_as_text() ->
 
 
 def test_the_group_cap_never_evicts_a_live_group_for_a_forgotten_one() -> None:
-    # horizon = max(1m, 5m) + 1m = 6m. b fires at 5m; a (new group, not late) fires at 0.
+    # horizon = max(1m, 5m, resolve_after 5m) + 1m = 6m. b fires at 5m; a (new group, not late) fires at 0.
     # When c arrives at 6m+1ms, a is 6m+1ms behind the clock: forgotten by the spec, so
     # only b and c remain, within the cap of 2. The code evicts b (least recently touched)
     # and keeps the dead a, so b's next event at 9m is no longer suppressed by its 5m fire.
     eng = engine(
-        counting(window="1m", suppress="5m"), allowed_lateness_ms=MIN, max_groups_per_rule=2
+        counting(window="1m", suppress="5m", resolve_after="5m"), allowed_lateness_ms=MIN, max_groups_per_rule=2
     )
     events = [ev(T0 + 5 * MIN, "b"), ev(T0, "a"), ev(T0 + 6 * MIN + 1, "c"), ev(T0 + 9 * MIN, "b")]
     alerts = run(eng, events)
@@ -124,7 +124,8 @@ def test_unwindowed_very_late_event_is_suppressed_by_an_earlier_fire_within_supp
 
 
 def test_unwindowed_group_is_forgotten_after_the_horizon_like_any_other() -> None:
-    # horizon = suppress 10m + lateness 1m: the fire at 0 is gone with its group by 20m.
+    # horizon = resolve_after 15m (its default) + lateness 1m: the fire at 0 is gone with
+    # its group by 20m.
     eng = engine(counting(suppress="10m"), allowed_lateness_ms=MIN)
     alerts = run(eng, [ev(T0), ev(T0 + 20 * MIN), ev(T0 + 5 * MIN)])
     assert [a.fired_at_ms - T0 for a in alerts] == [0, 20 * MIN, 5 * MIN]

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 import monitor.replay
 from monitor.cli import main
 from monitor.engine.evicted import DEPTH, MAX_SPANS, WIDTH
-from monitor.engine.windows import SUM_BOUND, saturating_sum
+from monitor.engine.sums import SUM_BOUND, saturating_sum
 from monitor.event import KEY_MAX_DEPTH, KEY_MAX_JSON, TOO_LARGE, JsonKey, hashable
 from monitor.telemetry import Metrics, Telemetry, configure_logging
 from tests.support.engine import T0, engine, ev, rule, run

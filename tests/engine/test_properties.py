@@ -17,7 +17,8 @@ ACTORS = ["a", "b", "c"]
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def rule_yaml(aggregate: Any, op: str, n: int, window_s: int, suppress_s: int | None) -> str:
+def rule_yaml(aggregate: Any, op: str, n: int, window_s: int, suppress_s: int | None,
+              resolve_after_s: int | None = None) -> str:  # fmt: skip
     import orjson
 
     body: dict[str, Any] = {
@@ -26,6 +27,8 @@ def rule_yaml(aggregate: Any, op: str, n: int, window_s: int, suppress_s: int | 
     }  # fmt: skip
     if suppress_s is not None:
         body["suppress"] = f"{suppress_s}s"
+    if resolve_after_s:
+        body["resolve_after"] = f"{resolve_after_s}s"
     return "rules:\n  - " + orjson.dumps(body).decode() + "\n"
 
 
@@ -73,6 +76,87 @@ def test_any_batching_gives_identical_alerts(
     for lo, hi in itertools.pairwise(bounds):
         batched.extend(eng.process(events[lo:hi]))
     assert [a.to_dict() for a in batched] == [a.to_dict() for a in one_by_one]
+
+
+# -- episodes ---------------------------------------------------------------------------
+
+
+def _episodes(eng: Engine, events: list[tuple[dict[str, Any], int]], bounds: list[int]) -> tuple[list[Any], list[Any]]:
+    """Alerts and resolutions (collected after each batch, then the rest at the end)."""
+    alerts: list[Any] = []
+    resolutions: list[Any] = []
+    for lo, hi in itertools.pairwise(bounds):
+        alerts.extend(eng.process(events[lo:hi]))
+        drained = eng.resolutions()
+        assert drained == sorted(drained, key=lambda r: r.resolved_at_ms)
+        resolutions.extend(drained)
+    resolutions.extend(eng.resolve_all())
+    return alerts, resolutions
+
+
+def _records(resolutions: list[Any]) -> list[dict[str, Any]]:
+    return sorted((r.to_dict() for r in resolutions), key=lambda d: (d["resolved_at"], d["episode_start"], d["id"]))
+
+
+@SETTINGS
+@given(
+    aggregate=aggregates,
+    op=st.sampled_from(["gt", "gte", "lt", "lte", "eq"]),
+    n=st.integers(1, 60),
+    window_s=st.sampled_from([30, 60, 120]),
+    suppress_s=st.sampled_from([None, 0, 45, 300]),
+    resolve_after_extra_s=st.sampled_from([None, 0, 30, 400]),
+    events=streams(),
+    cuts=st.lists(st.integers(0, 80), max_size=10),
+    max_groups=st.sampled_from([2, 100]),
+)
+def test_any_batching_gives_identical_alerts_and_resolutions(
+    aggregate: Any, op: str, n: int, window_s: int, suppress_s: int | None, resolve_after_extra_s: int | None,
+    events: list[tuple[dict[str, Any], int]], cuts: list[int], max_groups: int,
+) -> None:  # fmt: skip
+    effective_suppress = window_s if suppress_s is None else suppress_s
+    ra = None if resolve_after_extra_s is None else effective_suppress + resolve_after_extra_s
+    rs = ruleset(rule_yaml(aggregate, op, n, window_s, suppress_s, ra))
+    options = EngineOptions(allowed_lateness_ms=60 * SEC, max_groups_per_rule=max_groups, distinct_exact_limit=4)
+    alerts1, res1 = _episodes(Engine(rs, options), events, list(range(len(events) + 1)))
+    bounds = sorted({0, len(events), *(c for c in cuts if c <= len(events))})
+    alerts2, res2 = _episodes(Engine(rs, options), events, bounds)
+    assert [a.to_dict() for a in alerts2] == [a.to_dict() for a in alerts1]
+    assert _records(res2) == _records(res1)
+    # every episode is opened by an alert (the first naming its start), and ends once
+    episodes = {(a.group["actor.id"], a.episode_start_ms) for a in alerts1}
+    assert sorted((r.alert.group["actor.id"], r.start_ms) for r in res1) == sorted(episodes)
+    assert all(any(a is r.alert for a in alerts1) and r.alert.fired_at_ms == r.start_ms for r in res1)
+
+
+@SETTINGS
+@given(
+    aggregate=aggregates,
+    n=st.integers(1, 20),
+    window_s=st.sampled_from([30, 60]),
+    suppress_s=st.sampled_from([None, 0, 45, 300]),
+    resolve_after_extra_s=st.sampled_from([None, 0, 30, 400]),
+    events=streams(),
+)
+def test_in_time_order_episodes_of_a_group_are_disjoint_and_hold_their_alerts(
+    aggregate: Any, n: int, window_s: int, suppress_s: int | None, resolve_after_extra_s: int | None,
+    events: list[tuple[dict[str, Any], int]],
+) -> None:  # fmt: skip
+    effective_suppress = window_s if suppress_s is None else suppress_s
+    ra = None if resolve_after_extra_s is None else effective_suppress + resolve_after_extra_s
+    rs = ruleset(rule_yaml(aggregate, "gte", n, window_s, suppress_s, ra))
+    ordered = sorted(events, key=lambda p: p[1])
+    alerts, resolutions = _episodes(Engine(rs), ordered, list(range(len(ordered) + 1)))
+    by_start = {(r.alert.group["actor.id"], r.start_ms): r for r in resolutions}
+    assert len(by_start) == len(resolutions)
+    for a in alerts:
+        r = by_start[(a.group["actor.id"], a.episode_start_ms)]
+        assert r.start_ms <= a.fired_at_ms <= r.last_hold_ms < r.resolved_at_ms
+        assert r.resolved_at_ms - r.last_hold_ms == rs.rules[0].spec.resolve_after_ms
+    for actor in ACTORS:
+        mine = sorted((r for r in resolutions if r.alert.group["actor.id"] == actor), key=lambda r: r.start_ms)
+        for before, after in itertools.pairwise(mine):
+            assert after.start_ms > before.resolved_at_ms
 
 
 # -- generated dispatch against the plain closures -------------------------------------

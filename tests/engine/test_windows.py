@@ -181,23 +181,30 @@ def test_lateness_is_per_group() -> None:
 # -- forgetting and bounds -------------------------------------------------------------
 
 
-def test_state_is_forgotten_only_after_the_horizon() -> None:
-    # horizon = max(window 1m, suppress 10m) + lateness 1m = 11m
+@pytest.mark.parametrize(
+    ("resolve_after", "horizon"),
+    [("10m", 11 * MIN), ("20m", 21 * MIN), (None, 16 * MIN)],
+)
+def test_state_is_forgotten_only_after_the_horizon(resolve_after: str | None, horizon: int) -> None:
+    # horizon = max(window 1m, suppress 10m, resolve_after) + lateness 1m; resolve_after
+    # defaults to max(15m, suppress)
+    extra = {} if resolve_after is None else {"resolve_after": resolve_after}
+
     def replay(clock_event_at: int) -> list[int]:
-        eng = engine(counting(window="1m", suppress="10m"), allowed_lateness_ms=MIN)
+        eng = engine(counting(window="1m", suppress="10m", **extra), allowed_lateness_ms=MIN)
         events = [ev(T0, "a"), ev(T0 + clock_event_at, "b"), ev(T0 + 30 * SEC, "a")]
         alerts = run(eng, events, batch=len(events))  # one batch: no sweep in between
         return [x.fired_at_ms - T0 for x in alerts if x.group["actor.id"] == "a"]
 
-    assert replay(11 * MIN) == [0]  # kept: the second event of a is suppressed
-    assert replay(11 * MIN + 1) == [0, 30 * SEC]  # forgotten: it fires again
+    assert replay(horizon) == [0]  # kept: the second event of a is suppressed
+    assert replay(horizon + 1) == [0, 30 * SEC]  # forgotten: it fires again
 
 
 def test_idle_groups_are_swept_from_memory() -> None:
     eng = engine(counting(window="1m"))
     run(eng, [ev(T0 + i, f"actor-{i}") for i in range(100)], batch=100)
     assert eng.active_groups() == {"r": 100}
-    run(eng, [ev(T0 + 10 * MIN, "late-riser")])
+    run(eng, [ev(T0 + 17 * MIN, "late-riser")])  # past the horizon: resolve_after 15m + 1m
     assert eng.active_groups() == {"r": 1}
 
 

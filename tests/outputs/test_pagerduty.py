@@ -93,7 +93,7 @@ def test_one_dedup_key_per_episode(make_alert: MakeAlert) -> None:
     repeat = record(make_alert, fired_at="2026-11-18T09:00:00.000Z", id="ffff", episode_start=first["fired_at"])
     resolved = {"type": "resolved", "id": first["id"], "rule": first["rule"], "group": first["group"],
                 "episode_start": first["fired_at"], "resolved_at": "2026-11-18T10:00:00.000Z"}  # fmt: skip
-    later = record(make_alert, fired_at="2026-11-18T11:00:00.000Z")
+    later = record(make_alert, fired_at="2026-11-18T11:00:00.000Z", episode_start="2026-11-18T11:00:00.000Z")
     keys = [pd.event(r, CONFIG, source="m")["dedup_key"] for r in (first, repeat, resolved, later)]
     assert keys[0] == keys[1] == keys[2] != keys[3]
     res = pd.event(resolved, CONFIG, source="m")

@@ -476,6 +476,27 @@ def test_the_example_defaults() -> None:
 
 
 @pytest.mark.parametrize(
+    ("fields", "resolve_after_ms"),
+    [
+        ({}, 15 * 60_000),  # 15m
+        ({"suppress": "2h"}, 2 * 3_600_000),  # max(15m, suppress)
+        ({"window": "1h"}, 3_600_000),  # suppress defaults to the window
+        ({"suppress": "10m", "resolve_after": "10m"}, 600_000),  # equal to suppress is allowed
+        ({"resolve_after": "1m"}, 60_000),  # below 15m is fine when suppress is shorter
+    ],
+)
+def test_resolve_after_defaults_to_15m_or_suppress(fields: dict[str, str], resolve_after_ms: int) -> None:
+    spec = load_texts([("r.yaml", one_rule(**fields).encode())]).rules[0].spec
+    assert spec.resolve_after_ms == resolve_after_ms
+
+
+def test_resolve_after_below_suppress_says_both(problems: Problems) -> None:
+    (p,) = problems(f=one_rule(suppress="1h", resolve_after="30m"))
+    assert p.code == "E-BAD-RESOLVE-AFTER"
+    assert "resolve_after (30m) must be at least suppress (1h)" in p.message
+
+
+@pytest.mark.parametrize(
     ("window", "resolution"),
     [("1h", 60_000), ("10m", 10_000), ("1d", 1_440_000), ("7s", 7000 // 70), ("59ms", 1), ("61ms", 1)],
 )
@@ -508,6 +529,9 @@ def test_default_resolution_divides_the_window(window: str, resolution: int) -> 
         (one_rule(suppress="-1"), "E-BAD-DURATION"),
         (one_rule(window="0s"), "E-BAD-DURATION"),
         (one_rule(resolution="1m"), "E-BAD-RESOLUTION"),
+        (one_rule(suppress="1h", resolve_after="30m"), "E-BAD-RESOLVE-AFTER"),
+        (one_rule(window="1h", resolve_after="59m"), "E-BAD-RESOLVE-AFTER"),  # below the default suppress
+        (one_rule(resolve_after="0s"), "E-BAD-DURATION"),
         (one_rule(aggregate={"avg": "rows"}), "E-BAD-AGGREGATE"),
         (one_rule(threshold={"above": 5}), "E-BAD-THRESHOLD"),
         (one_rule(group_by=["a b"]), "E-BAD-FIELD"),
