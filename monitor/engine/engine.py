@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor import defaults
-from monitor.engine.alert import Alert, alert_id, describe_window, render
+from monitor.engine.alert import FIELD_MASK, Alert, alert_id, describe_window, render
 from monitor.engine.dispatch import build, reference
 from monitor.engine.windows import SUM_BOUND, Fire, RuleState
 from monitor.event import Event, getter
 from monitor.rules.loader import CompiledRule, RuleSet
+from monitor.units import format_value, limit_sentence, plain_summary
 
 SWEEP_EVERY_MS = 60_000
 _NEVER = -(2**62)
@@ -28,6 +29,8 @@ class EngineOptions:
     allowed_lateness_ms: int = defaults.ALLOWED_LATENESS_MS
     max_groups_per_rule: int = defaults.MAX_GROUPS_PER_RULE
     distinct_exact_limit: int = defaults.DISTINCT_EXACT_LIMIT
+    # privacy.mask_fields: a template naming one of these paths renders it as FIELD_MASK.
+    masked_fields: frozenset[str] = frozenset()
 
 
 def _in_rule_order(fires: list[tuple[int, Fire, Event]]) -> list[tuple[int, Fire, Event]]:
@@ -108,6 +111,7 @@ class Engine:
         else:
             start_ms, end_ms = (end - state.nb + 1) * state.res, (end + 1) * state.res
         window = describe_window(spec.window_ms)
+        limit = limit_sentence(value, {spec.threshold_op: spec.threshold}, spec.unit, window)
         values: dict[str, Any] = {
             **group,
             "value": value,
@@ -115,9 +119,13 @@ class Engine:
             "rule": spec.id,
             "severity": spec.severity,
             "threshold": spec.threshold,
+            "value_text": format_value(value, spec.unit),
+            "limit_text": limit,
         }
+        masked = self.options.masked_fields
         annotations = {
-            k: render(t, values, lambda name: getter(name)(e)) for k, t in spec.annotations.items()
+            k: render(t, values, lambda name: FIELD_MASK if name in masked else getter(name)(e))
+            for k, t in spec.annotations.items()
         }
         return Alert(
             id=alert_id(spec.id, gvals, fired_at),
@@ -127,12 +135,13 @@ class Engine:
             group=group,
             value=value,
             threshold={spec.threshold_op: spec.threshold},
+            unit=spec.unit,
             window=window,
             window_start_ms=start_ms,
             window_end_ms=end_ms,
             fired_at_ms=fired_at,
             event_count=fire.events,
-            summary=annotations.get("summary") or spec.description or spec.id,
+            summary=annotations.get("summary") or plain_summary(spec.id, gvals, limit),
             labels=dict(spec.labels),
             annotations=annotations,
             sample_event_ids=fire.samples,

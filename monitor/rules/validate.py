@@ -23,6 +23,7 @@ from monitor.rules.definitions import DefinitionChecks
 from monitor.rules.model import SEVERITIES, THRESHOLD_OPS, RuleSpec
 from monitor.rules.yamlpos import Path
 from monitor.timeparse import parse_duration
+from monitor.units import UNITS, default_unit
 
 __all__ = ["MAX_BUCKETS", "FileDoc", "Validator", "default_resolution"]
 
@@ -32,6 +33,7 @@ _TOP_KEYS = ("lists", "schedules", "rules")
 _RULE_KEYS = (
     "id", "description", "severity", "enabled", "match", "when", "group_by", "window",
     "resolution", "aggregate", "threshold", "suppress", "labels", "annotations",
+    "unit",
 )  # fmt: skip
 
 
@@ -142,6 +144,7 @@ class Validator(DefinitionChecks, ConditionChecks):
             suppress_ms = window_ms or 0
         labels = self._text_map(f, path, raw, "labels", rid, allow_scalars=True)
         annotations = self._text_map(f, path, raw, "annotations", rid, allow_scalars=False)
+        unit = self._unit(f, path, raw, rid, default_unit(aggregate, agg_field))
 
         if rid is None or len(self.problems) > before:
             return None
@@ -152,7 +155,7 @@ class Validator(DefinitionChecks, ConditionChecks):
             group_by=tuple(group_by), window_ms=window_ms, resolution_ms=resolution_ms,
             aggregate=aggregate, aggregate_field=agg_field, threshold_op=threshold_op,
             threshold=threshold, suppress_ms=suppress_ms, labels=labels,
-            annotations=annotations, source=raw,
+            annotations=annotations, source=raw, unit=unit,
         )  # fmt: skip
 
     def _duration(
@@ -234,6 +237,18 @@ class Validator(DefinitionChecks, ConditionChecks):
             else:
                 self._report(f, f.doc.where((*path, key, k)), f"{key}.{k} must be text", rid, code="E-BAD-TYPE")
         return out
+
+    def _unit(self, f: FileDoc, path: Path, raw: dict[str, Any], rid: str | None, default: str) -> str:
+        if "unit" not in raw:
+            return default
+        unit = raw["unit"]
+        if unit not in UNITS:
+            self._report(f, f.doc.where((*path, "unit")),
+                         f"unit must be one of {', '.join(UNITS)}, got {unit!r}"
+                         + (did_you_mean(unit, UNITS) if isinstance(unit, str) else ""),
+                         rid, code="E-BAD-UNIT")  # fmt: skip
+            return default
+        return str(unit)
 
 
 def default_resolution(window_ms: int) -> int:
