@@ -163,7 +163,7 @@ class Daemon:
         e = c.engine
         options = EngineOptions(allowed_lateness_ms=e.allowed_lateness, max_groups_per_rule=e.max_groups_per_rule,
                                 distinct_exact_limit=e.distinct_exact_limit,
-                                masked_fields=frozenset(c.privacy.mask_fields))  # fmt: skip
+                                template_field=self.masker.field)  # fmt: skip
         self.engine = Engine(rs, options)
         self.pipeline = Pipeline(self.decoder, self.engine, self.telemetry)
         host, port = c.http.host_port

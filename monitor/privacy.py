@@ -109,6 +109,7 @@ class Masker:
         c = config or PrivacyConfig()
         self.config = c
         self._fields = [tuple(p.split(".")) for p in c.mask_fields]
+        self._paths = frozenset(c.mask_fields)
         key = c.hash_key.get_secret_value().encode() if c.hash_key is not None else None
         self._key = key if c.hash_group_values else None
 
@@ -129,6 +130,13 @@ class Masker:
         if isinstance(v, list | tuple):
             return [self.value(x) for x in v]
         return v
+
+    def field(self, path: str, v: Any) -> Any:
+        """An event field as an alert's template may show it: ``[masked]`` when under
+        ``mask_fields``, else its text masked (the engine's ``template_field`` hook)."""
+        if v is None:
+            return None  # the placeholder stays as written
+        return FIELD_MASK if path in self._paths else self.value(v)
 
     def sample(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """An event sample for an alert: ``mask_fields`` blanked wholesale, text masked.

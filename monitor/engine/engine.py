@@ -8,12 +8,12 @@ its partitions). That is what makes ``replay`` and the daemon give the same aler
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from monitor import defaults
-from monitor.engine.alert import FIELD_MASK, Alert, alert_id, describe_window, render
+from monitor.engine.alert import Alert, alert_id, describe_window, render
 from monitor.engine.dispatch import build, reference
 from monitor.engine.windows import SUM_BOUND, Fire, RuleState
 from monitor.event import Event, getter
@@ -29,8 +29,10 @@ class EngineOptions:
     allowed_lateness_ms: int = defaults.ALLOWED_LATENESS_MS
     max_groups_per_rule: int = defaults.MAX_GROUPS_PER_RULE
     distinct_exact_limit: int = defaults.DISTINCT_EXACT_LIMIT
-    # privacy.mask_fields: a template naming one of these paths renders it as FIELD_MASK.
-    masked_fields: frozenset[str] = frozenset()
+    # Applied to each event field a template names (path, value), before the value is cut
+    # to the alert's size budget: the daemon's masking (monitor.privacy.Masker.field), which
+    # must see a card number whole to recognise it.
+    template_field: Callable[[str, Any], Any] | None = None
 
 
 def _in_rule_order(fires: list[tuple[int, Fire, Event]]) -> list[tuple[int, Fire, Event]]:
@@ -122,11 +124,9 @@ class Engine:
             "value_text": format_value(value, spec.unit),
             "limit_text": limit,
         }
-        masked = self.options.masked_fields
-        annotations = {
-            k: render(t, values, lambda name: FIELD_MASK if name in masked else getter(name)(e))
-            for k, t in spec.annotations.items()
-        }
+        hook = self.options.template_field
+        lookup = (lambda name: getter(name)(e)) if hook is None else (lambda name: hook(name, getter(name)(e)))
+        annotations = {k: render(t, values, lookup) for k, t in spec.annotations.items()}
         return Alert(
             id=alert_id(spec.id, gvals, fired_at),
             rule=spec.id,
