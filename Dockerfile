@@ -6,6 +6,7 @@
 #   docker run --rm exfil-monitor:dev demo
 #   docker run --rm -p 8080:8080 \
 #     -v "$PWD/deploy/compose/monitor.yaml:/etc/exfil-monitor/monitor.yaml:ro" \
+#     -v "$PWD/deploy/secrets/http-token:/run/secrets/exfil-monitor/http-token:ro" \
 #     -e EXFIL_MONITOR_KAFKA__BOOTSTRAP_SERVERS=broker:9092 exfil-monitor:dev
 #
 # Stage 1 builds wheels for the monitor and every dependency (the full python image has
@@ -14,8 +15,8 @@
 # Stage 2 is a slim runtime: the wheels installed without network (the monitor's wheel
 # carries the rule pack as package data), the rule pack also at /opt/exfil-monitor/rules
 # for configs to name, a non-root user, no compiler, no pip cache, and the state
-# directory /var/lib/exfil-monitor (state.dir: the daemon's lock, later spools and
-# checkpoints) owned by that user and declared a volume.
+# directory /var/lib/exfil-monitor (state.dir: the daemon's lock, the output spools and
+# open episodes) owned by that user and declared a volume.
 #
 # The daemon's config is not baked in: mount it at /etc/exfil-monitor/monitor.yaml (see
 # deploy/compose/monitor.yaml and deploy/kubernetes/configmap.yaml), or give --config.
@@ -77,8 +78,12 @@ COPY rules/ /opt/exfil-monitor/rules/
 
 # HTTP (/metrics /healthz /readyz /rules /alerts) on every interface inside the
 # container; the environment overrides the config file's http.listen (127.0.0.1:8080).
+# Listening beyond loopback, the endpoints want a bearer token (all but /healthz and
+# /readyz): the daemon reads it from a mounted secret at HTTP__AUTH_TOKEN_FILE and
+# refuses to start when none is mounted there, rather than serve /alerts to anyone.
 ENV EXFIL_MONITOR_RULES=/opt/exfil-monitor/rules \
     EXFIL_MONITOR_HTTP__LISTEN=0.0.0.0:8080 \
+    EXFIL_MONITOR_HTTP__AUTH_TOKEN_FILE=/run/secrets/exfil-monitor/http-token \
     EXFIL_MONITOR_STATE__DIR=/var/lib/exfil-monitor
 
 # Declared after the chown above, so a fresh named volume starts owned by the runtime user.

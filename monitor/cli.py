@@ -10,8 +10,9 @@ import argparse
 import importlib.resources
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor import __version__, defaults
 from monitor.decode import Decoder
@@ -21,6 +22,9 @@ from monitor.rules.loader import RuleSet, load_rules
 from monitor.runtime import tune_gc
 from monitor.telemetry import Metrics, RateLimiter, Telemetry, configure_logging
 from monitor.timeparse import parse_duration
+
+if TYPE_CHECKING:
+    from monitor.inputs import Format
 
 
 def bundled_rules() -> Path:
@@ -95,6 +99,17 @@ def _load(path: str | Path) -> RuleSet | None:
         return None
 
 
+def _input_format(name: str, ruleset: RuleSet) -> Format | None:
+    """The built-in or rule-set format ``name``; None (said on stderr) when there is none."""
+    from monitor.inputs import UnknownFormat, get_format
+
+    try:
+        return get_format(name, ruleset.inputs)
+    except UnknownFormat as exc:
+        print(f"--input-format: {exc}", file=sys.stderr)
+        return None
+
+
 def _engine_args(p: argparse.ArgumentParser) -> None:
     d = defaults
     p.add_argument("--time-field", default=d.TIME_FIELD, help=f"dotted path of the event time (default: {d.TIME_FIELD})")
@@ -140,9 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "table"), default="json", help="alert format (default: json)")
     p.add_argument("--input-format", default="jsonl", metavar="F",
                    help="how records become events: jsonl (default), pgaudit, mariadb-audit, mysql-audit, "
-                   "cloudtrail, ocsf (see docs/inputs.md)")  # fmt: skip
+                   "cloudtrail, ocsf, or an input the rule files define (see docs/inputs.md)")  # fmt: skip
     _engine_args(p)
     p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines files, .gz too; - for standard input")
+
+    p = sub.add_parser("explain", help="the events that were in one alert's window, with the running aggregate")
+    p.add_argument("alert_id", metavar="ALERT_ID", help="the alert's id, as replay or the daemon printed it")
+    p.add_argument("--rules", default=None, help="rule file or folder (default: the bundled pack)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="a table for people (default) or JSON")
+    p.add_argument("--input-format", default="jsonl", metavar="F", help="as for replay (default: jsonl)")
+    _engine_args(p)
+    p.add_argument("files", nargs="+", metavar="FILE", help="the input the alert came from (read twice: no -)")
+    p.set_defaults(parser=p)
 
     p = sub.add_parser("test", help="run the rule tests (*.test.yaml) of a rule pack")
     p.add_argument("path", help="a rule folder (its tests are found inside) or one *.test.yaml file")
@@ -239,11 +263,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     ruleset = _load(args.rules or bundled_rules())
     if ruleset is None:
         return 1
-    from monitor.inputs import FORMATS, get_format
     from monitor.inputs.reader import MappedFileSource
 
-    if args.input_format not in FORMATS:
-        print(f"--input-format: unknown format {args.input_format!r}; known: {', '.join(FORMATS)}", file=sys.stderr)
+    fmt = _input_format(args.input_format, ruleset)
+    if fmt is None:
         return 2
     files = FileSource(args.files)
     problems = files.check_readable()
@@ -253,7 +276,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 1
     source: FileSource | MappedFileSource = files
     if args.input_format != "jsonl":
-        source = MappedFileSource(args.files, get_format(args.input_format))
+        source = MappedFileSource(args.files, fmt)
     log = configure_logging("console", "warning", sys.stderr)
     telemetry = Telemetry(Metrics(), log, limiter=RateLimiter(per_minute=1, clock=lambda: 0.0))
     decoder = Decoder(time_field=args.time_field, max_future_skew_ms=args.max_future_skew)
@@ -273,6 +296,56 @@ def cmd_replay(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     for line in stats.summary_lines():
         print(line, file=sys.stderr)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Exit 0 with the explanation, 1 when the alert does not fire from this input."""
+    import json
+
+    from monitor.explain import explain, find, write_table
+    from monitor.inputs.reader import MappedFileSource
+    from monitor.sources.files import Batch, FileSource
+
+    if "-" in args.files:
+        raise UsageError("explain reads its input twice: give files, not - (standard input)")
+    ruleset = _load(args.rules or bundled_rules())
+    if ruleset is None:
+        return 1
+    fmt = _input_format(args.input_format, ruleset)
+    if fmt is None:
+        return 2
+    problems = FileSource(args.files).check_readable()
+    if problems:
+        for p in problems:
+            print(f"cannot read {p}", file=sys.stderr)
+        return 1
+
+    def source() -> Iterator[Batch]:
+        if args.input_format == "jsonl":
+            return FileSource(args.files).batches()
+        return MappedFileSource(args.files, fmt).batches()
+
+    def decoder() -> Decoder:
+        return Decoder(time_field=args.time_field, max_future_skew_ms=args.max_future_skew)
+
+    options = _engine_options(args)
+    try:
+        alert = find(args.alert_id, ruleset, options, decoder, source)
+        if alert is None:
+            print(f"alert {args.alert_id} does not fire from this input with these rules", file=sys.stderr)
+            return 1
+        x = explain(alert, ruleset, options, decoder, source)
+    except (OSError, EOFError) as exc:
+        print(f"cannot read input: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # the input changed between the two passes
+        print(str(exc), file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print(json.dumps(x.to_dict(), indent=2, default=str))
+    else:
+        write_table(x, sys.stdout)
     return 0
 
 
@@ -363,6 +436,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 COMMANDS = {
     "check": cmd_check,
     "replay": cmd_replay,
+    "explain": cmd_explain,
     "test": cmd_test,
     "simulate": cmd_simulate,
     "demo": cmd_demo,

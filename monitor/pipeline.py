@@ -5,7 +5,9 @@ a :class:`Pipeline`, so an event is decoded, judged, counted and logged the same
 whichever command reads it; only where the bytes come from (Kafka, files, a test case)
 and where the alerts go differ. A batch from an input format (``replay
 --input-format``) goes through :meth:`Pipeline.feed` too, its unreadable records
-counted as invalid input like undecodable JSON.
+counted as invalid input like undecodable JSON. :meth:`Pipeline.decode` is also where
+every event, whatever path it came by, gets its ``actor.type`` from the rule set's
+``actors:`` table (:mod:`monitor.inputs.actors`), before any rule sees it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ class Pipeline:
         A position of -1 is an event held from the previous batch (see the decoder).
         """
         good, bad = self.decoder.decode(raws, reference_ms=reference_ms)
+        actors = self.engine.ruleset.actors  # read per batch: a reloaded rule set brings its own
+        if actors:
+            fill = actors.fill
+            for e, _ in good:
+                fill(e)
         c = self.counts
         n = len(good) + len(bad)
         c.events += n

@@ -34,7 +34,7 @@ CODES: dict[str, str] = {
     # rules
     "E-BAD-ID": "a rule without an id, or with one that is not letters, digits and - _ . :",
     "E-DUPLICATE-RULE": "two rules with the same id",
-    "E-DUPLICATE-NAME": "a list or schedule defined twice",
+    "E-DUPLICATE-NAME": "a list, schedule or actor type defined twice",
     "E-BAD-NAME": "a list or schedule name that is not a letter or _ followed by letters, digits, _ and -",
     "E-BAD-SEVERITY": "a rule's severity is missing or not one of info, low, medium, high, critical",
     "E-BAD-FIELD": "an invalid field path, or one given twice in group_by",
@@ -56,6 +56,10 @@ CODES: dict[str, str] = {
     "E-BAD-DAY": "a schedule day that is not mon..sun",
     "E-BAD-HOURS": "a schedule hour range that is malformed or ends before it starts",
     "E-BAD-DATE": "a schedule holiday that is not a date like 2026-11-26",
+    "E-BAD-PATTERN": "an actors: account pattern that is empty, has an unclosed [ or a reversed range",
+    "E-UNKNOWN-FORMAT": "an inputs: mapping whose from: names no built-in input format",
+    "E-DUPLICATE-INPUT": "a custom input defined twice",
+    "E-BUILTIN-FORMAT": "a custom input with the name of a built-in input format",
     # warnings: the set loads, but something in it is probably not what its author meant
     "W-UNUSED-LIST": "a list that no rule uses",
     "W-EMPTY-LIST": "a rule that can never match because a list it needs a value from (in, cidr) is empty",

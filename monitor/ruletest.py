@@ -3,6 +3,11 @@
 A case gives events (inline or a JSONL file) and the exact set of alerts expected from
 the rules it names. Events go through the same decoder and engine as ``replay``, after
 a JSON round trip, so a case means what the same lines in a recording would mean.
+
+With ``input_format`` (a built-in format or one of the rule files' ``inputs:``), the
+events are the source's own records: ``events_file`` a log as the database wrote it,
+framed as ``replay --input-format`` frames it, or inline ``events`` each one record (a
+string as it is, an object as its JSON). They are mapped exactly as the daemon maps them.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ import orjson
 from monitor import defaults
 from monitor.decode import Decoder
 from monitor.engine import Alert, Engine, EngineOptions
+from monitor.inputs import Format, UnknownFormat, get_format
+from monitor.inputs.reader import MappedBatch, MappedFileSource, map_records
 from monitor.pipeline import Pipeline
 from monitor.rules.loader import TEST_SUFFIXES, RuleSet, hidden
 from monitor.rules.yamlpos import YamlProblem, load
 from monitor.telemetry import quiet_telemetry
 from monitor.timeparse import parse_duration, parse_ts
 
-CASE_KEYS = ("name", "rules", "events", "events_file", "expect", "time_field", "allowed_lateness")
+CASE_KEYS = ("name", "rules", "events", "events_file", "input_format", "expect", "time_field", "allowed_lateness")
 EXPECT_KEYS = ("rule", "group", "value", "fired_at")
 
 
@@ -115,7 +122,16 @@ def _run_case(path: Path, case: dict[str, Any], ruleset: RuleSet, result: CaseRe
             ids = None
         else:
             result.problems.extend(f"unknown rule {i!r}" for i in ids if i not in known)
-    lines = _event_lines(path, case, result)
+    fmt: Format | None = None
+    fmt_name = case.get("input_format", "jsonl")
+    try:
+        fmt = get_format(str(fmt_name), ruleset.inputs)
+    except UnknownFormat as exc:
+        result.problems.append(f"input_format: {exc}")
+    if fmt_name == "jsonl" or fmt is None:
+        batches = [MappedBatch(str(path), 1, _event_lines(path, case, result))]
+    else:
+        batches = _mapped(path, case, fmt, result)
     expect = case.get("expect")
     if not isinstance(expect, list):
         result.problems.append("expect must be a list of alerts ([] for none)")
@@ -132,10 +148,40 @@ def _run_case(path: Path, case: dict[str, Any], ruleset: RuleSet, result: CaseRe
     decoder = Decoder(time_field=str(case.get("time_field", defaults.TIME_FIELD)), max_future_skew_ms=0)
     engine = Engine(_subset(ruleset, ids), EngineOptions(allowed_lateness_ms=lateness))
     pipeline = Pipeline(decoder, engine, quiet_telemetry())
-    good, bad = pipeline.decode(lines, lambda i: f"{path}: event {i + 1}")
-    for i, reason in bad:
-        result.problems.append(f"event {i + 1} cannot be used: {reason}")
-    _compare(pipeline.evaluate(good), expect, result)
+    alerts: list[Alert] = []
+    for batch in batches:
+        for line, reason, _ in batch.invalid:
+            result.problems.append(f"event {line} cannot be read as {fmt_name}: {reason}")
+        good, bad = pipeline.decode(batch.lines, lambda i: f"{path}: event {i + 1}")
+        for i, reason in bad:
+            n = batch.numbers[i] if batch.numbers else i + 1
+            result.problems.append(f"event {n} cannot be used: {reason}")
+        alerts.extend(pipeline.evaluate(good))
+    _compare(alerts, expect, result)
+
+
+def _mapped(path: Path, case: dict[str, Any], fmt: Format, result: CaseResult) -> list[MappedBatch]:
+    """The case's records through ``fmt``; records are numbered by line (a file) or position."""
+    if "events" in case and "events_file" in case:
+        result.problems.append("give events or events_file, not both")
+        return []
+    if "events_file" in case:
+        target = path.parent / str(case["events_file"])
+        try:
+            return list(MappedFileSource([str(target)], fmt).batches())
+        except OSError as exc:
+            result.problems.append(f"events_file: {exc.strerror or exc}: {target}")
+            return []
+    events = case.get("events")
+    if not isinstance(events, list):
+        result.problems.append("events must be a list of records")
+        return []
+    try:
+        records = [e.encode() if isinstance(e, str) else orjson.dumps(e) for e in events]
+    except orjson.JSONEncodeError as exc:
+        result.problems.append(f"events: cannot be written as JSON: {exc}")
+        return []
+    return [map_records(fmt, str(path), records)]
 
 
 def _event_lines(path: Path, case: dict[str, Any], result: CaseResult) -> list[bytes]:

@@ -216,8 +216,8 @@ def test_failing_cases_show_a_readable_diff(make_pack: Pack) -> None:
         (
             "{name: x, events: [], expect: [], colour: red, expected: []}",
             [
-                "unknown key 'colour' (expected name, rules, events, events_file, expect, time_field, allowed_lateness)",
-                "unknown key 'expected' (expected name, rules, events, events_file, expect, time_field, allowed_lateness)",
+                "unknown key 'colour' (expected name, rules, events, events_file, input_format, expect, time_field, allowed_lateness)",
+                "unknown key 'expected' (expected name, rules, events, events_file, input_format, expect, time_field, allowed_lateness)",
             ],
         ),
         ("{name: x, rules: [no-such-rule, bulk, nope2], events: [], expect: []}", ["unknown rule 'no-such-rule'", "unknown rule 'nope2'"]),

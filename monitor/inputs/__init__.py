@@ -25,7 +25,7 @@ from monitor.inputs.mysql_audit import MysqlAudit
 from monitor.inputs.ocsf import Ocsf
 from monitor.inputs.pgaudit import PgAudit
 
-__all__ = ["FORMATS", "Event", "Format", "Result", "Skip", "UnknownFormat", "get_format"]
+__all__ = ["FORMATS", "CustomInput", "Event", "Format", "Result", "Skip", "UnknownFormat", "get_format"]
 
 FORMATS: dict[str, Callable[[], Format]] = {
     "jsonl": Jsonl,
@@ -41,13 +41,14 @@ class UnknownFormat(ValueError):
     pass
 
 
-def get_format(name: str, custom: Mapping[str, Mapping[str, Any]] | None = None) -> Format:
+def get_format(name: str, custom: Mapping[str, CustomInput | Mapping[str, Any]] | None = None) -> Format:
     """The format called ``name``: built in, or one of the ``custom`` mappings (whose
-    ``from`` must name a built-in format)."""
+    ``from`` must name a built-in format), usually a rule set's ``RuleSet.inputs``."""
     if name in FORMATS:
         return FORMATS[name]()
     if custom and name in custom:
-        spec = CustomInput.model_validate(custom[name])
+        given = custom[name]
+        spec = given if isinstance(given, CustomInput) else CustomInput.model_validate(given)
         if spec.base not in FORMATS:
             raise UnknownFormat(
                 f"input {name!r}: from: unknown format {spec.base!r}; known: {', '.join(FORMATS)}"

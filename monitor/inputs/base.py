@@ -145,7 +145,7 @@ def classify_sql(verb: str) -> str:
 
 
 _SQL_CLASSES = {
-    "SELECT": "select", "WITH": "select", "SHOW": "list", "DESCRIBE": "list", "DESC": "list",
+    "SELECT": "select", "WITH": "select", "FETCH": "select", "TABLE": "select", "HANDLER": "select", "SHOW": "list", "DESCRIBE": "list", "DESC": "list",
     "EXPLAIN": "list", "INSERT": "insert", "REPLACE": "insert", "LOAD": "insert",
     "UPDATE": "update", "MERGE": "update", "DELETE": "delete", "TRUNCATE": "delete",
     "COPY": "export", "CREATE": "admin", "ALTER": "admin", "DROP": "admin", "GRANT": "admin",

@@ -14,9 +14,9 @@ buckets that hold customer data (data events are off by default and carry the re
 | ``actor.ip`` / ``actor.host`` | ``sourceIPAddress`` when it is an address / a service name |
 | ``app`` | ``userAgent`` |
 | ``action_name`` | ``eventName`` |
-| ``action`` | :func:`classify` (S3 ``GetObject`` → ``download``, ``List*``/``Describe*``/``Head*`` → ``list``, other ``Get*`` → ``select``, :data:`ADMIN` → ``admin``, ``Put*``/``Create*`` → ``insert``, ...) |
+| ``action`` | :func:`classify` (:data:`LOGIN` and ``AssumeRoleWith*`` → ``login``, :data:`ADMIN` (grants, policies, logging and detection configuration) → ``admin``, S3 ``GetObject`` → ``download``, :data:`EXPORT` (snapshot and image copies) → ``export``, :data:`SELECT` → ``select``, ``List*``/``Describe*``/``Head*`` → ``list``, other ``Get*`` → ``select``, ``Put*``/``Create*`` → ``insert``, ``Update*``/``Modify*`` → ``update``, ``Delete*``/``Remove*``/``Terminate*`` → ``delete``, else ``other``) |
 | ``resource.service`` | ``eventSource`` without ``.amazonaws.com`` |
-| ``resource.kind`` | :data:`KINDS` by service and event (``bucket``, ``secret``, ``parameter``, ``snapshot``, ``instance``, else ``api``) |
+| ``resource.kind`` | by service and event: S3 ``bucket``, Secrets Manager ``secret``, SSM ``*Parameter*`` ``parameter``, EC2/RDS ``*Snapshot*``/``*Image*`` ``snapshot`` and ``*Instance*``/``GetPasswordData`` ``instance``, else ``api`` |
 | ``resource.name`` | ``requestParameters.bucketName`` for S3, else the request's secret, parameter, snapshot or instance identifier, else the first ``resources[].ARN`` |
 | ``bytes`` | ``additionalEventData.bytesTransferredOut`` |
 | ``outcome`` | ``errorCode`` (``Client.`` prefix stripped): access-denied-like and ``UnauthorizedOperation`` → ``denied``, other codes → ``error``, none → ``success`` |
@@ -46,7 +46,11 @@ ADMIN = frozenset({
     "AuthorizeSecurityGroupIngress", "DisableKey", "ScheduleKeyDeletion", "PutKeyPolicy",
     "StartLogging", "DetachRolePolicy", "DetachUserPolicy", "DeleteRolePolicy",
     "DeleteUserPolicy", "AddRoleToInstanceProfile", "LeaveOrganization",
+    # logging and detection configuration: turning the lights off before a theft
+    "DeleteFlowLogs", "DeleteDetector", "UpdateDetector", "StopConfigurationRecorder",
+    "DeleteConfigurationRecorder", "DeleteLogGroup", "PutBucketReplication",
 })  # fmt: skip
+LOGIN = frozenset({"ConsoleLogin", "AssumeRole", "GetSessionToken", "GetFederationToken", "SwitchRole"})
 EXPORT = frozenset({
     "CreateSnapshot", "CopySnapshot", "CopyImage", "CreateImage", "CopyDBSnapshot",
     "CreateDBSnapshot", "ExportImage", "CreateExportTask", "StartExportTask", "CopyObject",
@@ -54,7 +58,7 @@ EXPORT = frozenset({
 })  # fmt: skip
 SELECT = frozenset({"GetSecretValue", "GetParameter", "GetParameters", "GetParametersByPath",
                     "BatchGetSecretValue", "Decrypt", "Query", "Scan", "Select", "SelectObjectContent"})  # fmt: skip
-_KIND_BY_SERVICE = {"s3": "bucket", "secretsmanager": "secret", "ssm": "parameter"}
+_KIND_BY_SERVICE = {"s3": "bucket", "secretsmanager": "secret"}
 _EC2_KINDS = (("Snapshot", "snapshot"), ("Image", "snapshot"), ("Instance", "instance"),
               ("PasswordData", "instance"))  # fmt: skip
 _NAME_KEYS = (
@@ -66,7 +70,7 @@ _DENIED = re.compile(r"AccessDenied|Unauthorized|Forbidden|NotAuthorized|AuthFai
 
 
 def classify(name: str, service: str) -> str:
-    if name == "ConsoleLogin" or name == "AssumeRole" or name.startswith("AssumeRoleWith"):
+    if name in LOGIN or name.startswith("AssumeRoleWith"):
         return "login"
     if name in ADMIN:
         return "admin"
@@ -89,6 +93,8 @@ def classify(name: str, service: str) -> str:
 def kind(name: str, service: str) -> str:
     if service in _KIND_BY_SERVICE:
         return _KIND_BY_SERVICE[service]
+    if service == "ssm":  # Session Manager and Run Command are SSM too, but no parameter
+        return "parameter" if "Parameter" in name else "api"
     if service in ("ec2", "rds"):
         for word, k in _EC2_KINDS:
             if word in name:

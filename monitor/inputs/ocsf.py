@@ -12,9 +12,9 @@ classes are skipped as ``other_class``.
 | ``actor.ip`` | ``src_endpoint.ip`` |
 | ``app`` | ``actor.app_name`` |
 | ``action_name`` | ``api.operation``, else ``activity_name`` |
-| ``action`` | ``activity_id`` by :data:`DATASTORE` (6005) or :data:`API` (6003) |
-| ``resource.service`` | ``api.service.name`` |
-| ``resource.kind`` | ``table`` with ``table``, ``bucket`` with ``databucket``, ``api`` otherwise |
+| ``action`` | ``activity_id`` by :data:`DATASTORE` (6005) or :data:`API` (6003); for an AWS service's API (``api.service.name`` ``*.amazonaws.com``, as Security Lake writes CloudTrail) the operation's class as ``cloudtrail`` classifies it |
+| ``resource.service`` | ``api.service.name``, without ``.amazonaws.com`` (``s3``, as ``cloudtrail`` gives it) |
+| ``resource.kind`` | ``table`` with ``table``, ``bucket`` with ``databucket``; else for an AWS API the kind ``cloudtrail`` gives; ``api`` otherwise |
 | ``resource.db`` | ``database.name`` |
 | ``resource.name`` | ``table.name``, ``databucket.name``, else ``resources[0].name``/``uid`` |
 | ``rows`` | ``query_info.num_rows`` (where the producer fills it) |
@@ -32,6 +32,7 @@ import orjson
 
 from monitor.event import Event
 from monitor.inputs.base import LineFormat, Result, Skip, get, invalid, number, put, text
+from monitor.inputs.cloudtrail import classify, kind
 from monitor.timeparse import format_ts, parse_ts
 
 VERSION = "1.3.0"
@@ -64,9 +65,15 @@ def map_record(r: Any) -> Event | Skip:
         text(get(r, "api.operation")) or text(r.get("activity_name")) or str(activity)
     )
     e["action"] = table.get(activity if activity is not None else 0, "other")
-    put(e, "resource.service", text(get(r, "api.service.name")))
+    service = text(get(r, "api.service.name"))
+    aws = service.removesuffix(".amazonaws.com") if service and service.endswith(".amazonaws.com") else None
+    operation = text(get(r, "api.operation"))
+    if klass == 6003 and aws and operation:  # one rule for CloudTrail read directly or via OCSF
+        e["action"] = classify(operation, aws)
+    put(e, "resource.service", aws or service)
     tname, bucket = text(get(r, "table.name")), text(get(r, "databucket.name"))
-    e.setdefault("resource", {})["kind"] = "table" if tname else "bucket" if bucket else "api"
+    other = kind(operation, aws) if aws and operation else "api"
+    e.setdefault("resource", {})["kind"] = "table" if tname else "bucket" if bucket else other
     put(e, "resource.db", text(get(r, "database.name")))
     name = tname or bucket
     if name is None:

@@ -34,6 +34,26 @@ class MappedBatch(Batch):
         return self.numbers[index]
 
 
+def map_records(fmt: Format, name: str, records: list[bytes]) -> MappedBatch:
+    """Records already framed (a rule test's inline events), numbered from 1, mapped."""
+    batch = MappedBatch(name, 1, [])
+    for n, rec in enumerate(records, 1):
+        _map(fmt, batch, rec, n)
+    return batch
+
+
+def _map(fmt: Format, batch: MappedBatch, rec: bytes, line: int) -> None:
+    for r in fmt.decode(rec):
+        if isinstance(r, Skip):
+            if r.invalid:
+                batch.invalid.append((line, r.reason, rec))
+            else:
+                batch.skipped[r.reason] += 1
+        else:
+            batch.lines.append(orjson.dumps(r))
+            batch.numbers.append(line)
+
+
 class MappedFileSource:
     """Like :class:`monitor.sources.files.FileSource`, through an input format."""
 
@@ -68,19 +88,9 @@ class MappedFileSource:
                     at = cursor
                 line += buf.count(b"\n", cursor, at)
                 cursor = at + len(rec)
-                self._map(batch, rec, line)
+                _map(self.format, batch, rec, line)
             line += buf.count(b"\n", cursor, used)
             buf = buf[used:]
             if batch.lines or batch.skipped or batch.invalid:
                 yield batch
 
-    def _map(self, batch: MappedBatch, rec: bytes, line: int) -> None:
-        for r in self.format.decode(rec):
-            if isinstance(r, Skip):
-                if r.invalid:
-                    batch.invalid.append((line, r.reason, rec))
-                else:
-                    batch.skipped[r.reason] += 1
-            else:
-                batch.lines.append(orjson.dumps(r))
-                batch.numbers.append(line)

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.rules.errors import Pos, Problem
 from monitor.rules.schedule import Schedule
 from monitor.rules.yamlpos import Doc
+
+if TYPE_CHECKING:
+    from monitor.inputs.custom import CustomInput
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")  # a list or schedule name
 FIELD = re.compile(r"[^.\s]+(?:\.[^.\s]+)*\Z")  # a dotted field path
@@ -46,6 +49,8 @@ class ValidationContext:
     warnings: list[Problem] = field(default_factory=list)
     lists: dict[str, list[Any]] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
+    actors: dict[str, tuple[str, ...]] = field(default_factory=dict)  # actor type -> account patterns
+    inputs: dict[str, CustomInput] = field(default_factory=dict)  # custom input formats by name
     _defined_at: dict[tuple[str, str], str] = field(default_factory=dict)
     _broken: set[str] = field(default_factory=set)  # schedules defined with errors
     _list_at: dict[str, tuple[FileDoc, Pos]] = field(default_factory=dict)  # where each list is named

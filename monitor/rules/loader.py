@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from monitor.event import Event, Tally
+from monitor.inputs.actors import ActorTable
+from monitor.inputs.custom import CustomInput
 from monitor.problems import sort_key
 from monitor.rules.compile import compile_test, index_choice, threshold_check
 from monitor.rules.errors import Pos, Problem, RuleLoadError
@@ -52,6 +54,10 @@ class RuleSet:
     lists: dict[str, list[Any]] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     warnings: tuple[Problem, ...] = ()
+    # Who is who and the custom input formats: read by every consumer from here (README
+    # "Connect your data"), so the daemon, replay, test and explain see the same events.
+    actors: ActorTable | None = None
+    inputs: dict[str, CustomInput] = field(default_factory=dict)
 
     @property
     def enabled(self) -> tuple[CompiledRule, ...]:
@@ -134,6 +140,8 @@ def load_texts(sources: list[tuple[str, bytes]]) -> RuleSet:
         lists=validator.lists,
         schedules=validator.schedules,
         warnings=tuple(sorted(validator.warnings, key=sort_key)),
+        actors=ActorTable(validator.actors) if validator.actors else None,
+        inputs=validator.inputs,
     )
 
 

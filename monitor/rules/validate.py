@@ -21,6 +21,7 @@ from monitor.rules.conditions import ConditionChecks
 from monitor.rules.context import FIELD, FileDoc, is_number, is_scalar
 from monitor.rules.definitions import DefinitionChecks
 from monitor.rules.model import SEVERITIES, THRESHOLD_OPS, RuleSpec
+from monitor.rules.tables import TableChecks
 from monitor.rules.yamlpos import Path
 from monitor.timeparse import parse_duration
 from monitor.units import UNITS, default_unit
@@ -29,7 +30,7 @@ __all__ = ["MAX_BUCKETS", "FileDoc", "Validator", "default_resolution"]
 
 MAX_BUCKETS = 10_000
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
-_TOP_KEYS = ("lists", "schedules", "rules")
+_TOP_KEYS = ("lists", "schedules", "actors", "inputs", "rules")
 _RULE_KEYS = (
     "id", "description", "severity", "enabled", "match", "when", "group_by", "window",
     "resolution", "aggregate", "threshold", "suppress", "labels", "annotations",
@@ -38,7 +39,7 @@ _RULE_KEYS = (
 
 
 @dataclass
-class Validator(DefinitionChecks, ConditionChecks):
+class Validator(DefinitionChecks, ConditionChecks, TableChecks):
     """Validates a set of files as one rule set; lists and schedules are shared by all."""
 
     # -- top level -------------------------------------------------------------------
@@ -48,6 +49,7 @@ class Validator(DefinitionChecks, ConditionChecks):
             self._top_level(f)
         for f in files:
             self._definitions(f)
+            self._tables(f)
         specs: list[RuleSpec] = []
         seen: dict[str, str] = {}
         for f in files:
@@ -86,7 +88,7 @@ class Validator(DefinitionChecks, ConditionChecks):
             if key not in _TOP_KEYS:
                 self._report(
                     f, f.doc.key_at((key,)),
-                    f"unknown top-level key {key!r} (expected lists, schedules, rules)"
+                    f"unknown top-level key {key!r} (expected {', '.join(_TOP_KEYS)})"
                     + did_you_mean(key, _TOP_KEYS),
                     code="E-UNKNOWN-KEY",
                 )  # fmt: skip

@@ -1,5 +1,5 @@
-"""Static checks of the deployment files: Dockerfile, compose, Prometheus, Alertmanager,
-Grafana and Kubernetes (deploy/README.md says what each is).
+"""Static checks of the deployment files: Dockerfile, Prometheus and Grafana here; compose,
+Alertmanager and Kubernetes in their own modules (deploy/README.md says what each is).
 
 No container engine or cluster is needed. What is checked:
 
@@ -28,8 +28,6 @@ import json
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,102 +36,45 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from monitor.cli import build_parser
-from monitor.config import load_config
+from monitor.config import ConfigError, load_config
 from monitor.health import NOT_READY, READY, Report
 from monitor.http import HttpServer
-from monitor.rules.loader import load_rules
 from monitor.telemetry import Metrics
+from tests.deploy.helpers import (
+    COMPOSE,
+    DEBIAN_PACKAGE,
+    DEPLOY,
+    PENDING,
+    PROM_CONFIG,
+    REPO,
+    TOKEN_VAR,
+    compose_mounts,
+    dockerfile_env,
+    dockerfile_instructions,
+    image_env,
+    load_all,
+    load_monitor_config,
+    load_yaml,
+    required_tool,
+    run,
+    with_token_file,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
-DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
-COMPOSE = DEPLOY / "compose.yaml"
-PROM_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 PROM_RULES = DEPLOY / "prometheus" / "rules" / "exfil-monitor.rules.yml"
-ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "exfil-monitor.json"
 GRAFANA_DATASOURCE = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 GRAFANA_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
-K8S = DEPLOY / "kubernetes"
 
 YAML_FILES = sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml"))
-DEBIAN_PACKAGE = {"promtool": "prometheus", "amtool": "prometheus-alertmanager"}
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def on_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() == "true"
-
-
-def required_tool(name: str) -> str:
-    """The path of a tool the checks need: skip without it, but fail under CI=true."""
-    path = shutil.which(name)
-    if path is None:
-        reason = f"{name} not installed (Debian: apt-get install -y {DEBIAN_PACKAGE[name]})"
-        if on_ci():
-            pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
-        pytest.skip(reason)
-    return path
-
-
-def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, **kw)
-
-
-def load_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def load_all(path: Path) -> list[Any]:
-    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
-
-
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    out: list[tuple[str, str]] = []
-    pending = ""
-    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line = pending + line
-        pending = ""
-        word, _, rest = line.partition(" ")
-        out.append((word.upper(), rest.strip()))
-    assert not pending, "Dockerfile ends with a line continuation"
-    return out
-
-
-def dockerfile_env() -> dict[str, str]:
-    """The runtime stage's ENV, as the container sees it."""
-    env: dict[str, str] = {}
-    stage = ""
-    for word, rest in dockerfile_instructions():
-        if word == "FROM":
-            stage = rest.split()[-1]
-            env = {}
-        elif word == "ENV":
-            for item in shlex.split(rest):
-                key, _, value = item.partition("=")
-                env[key] = value
-    assert stage == "runtime", "the last stage of the Dockerfile should be the runtime"
-    return env
-
-
-def image_env(**extra: str) -> dict[str, str]:
-    """The image's exfil-monitor variables, and what a deployment adds on top."""
-    env = {k: v for k, v in dockerfile_env().items() if k.startswith("EXFIL_MONITOR_")}
-    env.update(extra)
-    return env
+# Metrics the rules use that the branch of #8 (per-output delivery metrics) adds; the
+# metric checks skip them while they are absent and fail once they exist, so the entry
+# is deleted and their labels are checked too.
+PENDING_METRICS = {
+    "exfil_monitor_output_spool_bytes",
+    "exfil_monitor_alerts_rejected_total",
+    "exfil_monitor_alerts_unrouted_total",
+}
 
 
 def metric_catalogue() -> dict[str, set[str]]:
@@ -171,16 +112,19 @@ GROUPING_RE = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
 TARGET_LABELS = {"job", "instance", "service"}
 
 
-def expression_problems(expr: str, catalogue: dict[str, set[str]]) -> list[str]:
+def expression_problems(expr: str, catalogue: dict[str, set[str]],
+                        pending: frozenset[str] = frozenset()) -> list[str]:  # fmt: skip
     problems = []
     used = set(METRIC_RE.findall(expr))
-    for name in sorted(used - catalogue.keys()):
+    for name in sorted(used - catalogue.keys() - pending):
         problems.append(f"unknown metric {name}")
     for name, matchers in SELECTOR_RE.findall(expr):
         for label in MATCHER_RE.findall(matchers):
             if name in catalogue and label not in catalogue[name] | TARGET_LABELS:
                 problems.append(f"{name} has no label {label!r}")
     known = set().union(*(catalogue.get(n, set()) for n in used)) | TARGET_LABELS
+    if used & pending:  # their labels are unknown until they exist
+        return problems
     for group in GROUPING_RE.findall(expr):
         for label in (x.strip() for x in group.split(",")):
             if label and label not in known:
@@ -201,34 +145,6 @@ def dashboard_exprs() -> list[tuple[str, str]]:
             (f"variable {var['name']}", query["query"] if isinstance(query, dict) else str(query))
         )
     return out
-
-
-def k8s_docs() -> dict[str, list[dict[str, Any]]]:
-    """kustomization resource file -> its documents."""
-    kust = load_yaml(K8S / "kustomization.yaml")
-    return {name: load_all(K8S / name) for name in kust["resources"]}
-
-
-def k8s_objects(kind: str) -> list[dict[str, Any]]:
-    return [d for docs in k8s_docs().values() for d in docs if d["kind"] == kind]
-
-
-def deployment() -> dict[str, Any]:
-    (dep,) = k8s_objects("Deployment")
-    return dep
-
-
-def container() -> dict[str, Any]:
-    (c,) = deployment()["spec"]["template"]["spec"]["containers"]
-    return c
-
-
-def bundled_rule_files() -> dict[str, str]:
-    return {
-        p.name: p.read_text(encoding="utf-8")
-        for p in sorted((REPO / "rules").glob("*.y*ml"))
-        if not p.name.endswith((".test.yaml", ".test.yml"))
-    }
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -271,9 +187,18 @@ def test_alert_rules_use_only_metrics_the_monitor_exports() -> None:
     problems = [
         f"{rule['alert']}: {p}"
         for rule in alert_rules()
-        for p in expression_problems(rule["expr"], catalogue)
+        for p in expression_problems(rule["expr"], catalogue, frozenset(PENDING_METRICS))
     ]
     assert not problems, "\n".join(problems)
+
+
+def test_pending_metrics_are_still_missing_and_used() -> None:
+    """Once #8's metrics exist, delete them from PENDING_METRICS (their labels then get
+    checked); a pending name no rule uses is a typo."""
+    landed = PENDING_METRICS & metric_catalogue().keys()
+    assert not landed, f"these metrics exist now: remove them from PENDING_METRICS: {landed}"
+    used = {m for rule in alert_rules() for m in METRIC_RE.findall(rule["expr"])}
+    assert used >= PENDING_METRICS
 
 
 def test_dashboard_uses_only_metrics_the_monitor_exports() -> None:
@@ -350,6 +275,12 @@ def test_promtool_check_config(tmp_path: Path) -> None:
     (pattern,) = config["rule_files"]
     assert fnmatch.fnmatch("/etc/prometheus/rules/" + PROM_RULES.name, pattern)
     config["rule_files"] = [str(PROM_RULES.parent / Path(pattern).name)]
+    # promtool wants the token file to exist; compose mounts it (test_compose checks where).
+    token = tmp_path / "http-token"
+    token.write_text("placeholder\n")
+    for job in config["scrape_configs"]:
+        if "authorization" in job:
+            job["authorization"]["credentials_file"] = str(token)
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     result = run([promtool, "check", "config", str(path)])
@@ -367,198 +298,6 @@ def test_prometheus_scrapes_the_monitor_where_compose_runs_it() -> None:
     assert "exfil-monitor" in compose["services"]
     (am,) = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert am.split(":")[0] in compose["services"]
-
-
-PROMTOOL_TESTS = """
-rule_files: [{rules}]
-evaluation_interval: 1m
-tests:
-  - name: an instance that cannot be scraped pages
-    interval: 1m
-    input_series:
-      - series: 'up{{job="exfil-monitor", instance="m1:8080"}}'
-        values: '1 1 0x10'
-    alert_rule_test:
-      - eval_time: 3m
-        alertname: ExfilMonitorDown
-        exp_alerts: []
-      - eval_time: 5m
-        alertname: ExfilMonitorDown
-        exp_alerts:
-          - exp_labels: {{severity: critical, service: exfil-monitor, job: exfil-monitor, instance: "m1:8080"}}
-  - name: no target at all pages
-    interval: 1m
-    input_series:
-      - series: 'up{{job="other"}}'
-        values: '1x10'
-    alert_rule_test:
-      - eval_time: 6m
-        alertname: ExfilMonitorAbsent
-        exp_alerts:
-          - exp_labels: {{severity: critical, service: exfil-monitor, job: exfil-monitor}}
-  - name: a disconnected source pages
-    interval: 1m
-    input_series:
-      - series: 'exfil_monitor_source_connected{{job="exfil-monitor", instance="m1:8080"}}'
-        values: '1 0x10'
-    alert_rule_test:
-      - eval_time: 4m
-        alertname: ExfilMonitorKafkaDisconnected
-        exp_alerts:
-          - exp_labels: {{severity: critical, service: exfil-monitor, job: exfil-monitor, instance: "m1:8080"}}
-  - name: silence for twenty minutes pages, traffic does not
-    interval: 1m
-    input_series:
-      - series: 'exfil_monitor_events_received_total{{job="exfil-monitor", instance="m1:8080"}}'
-        values: '0+100x10 1000x30'
-      - series: 'exfil_monitor_events_received_total{{job="exfil-monitor", instance="m2:8080"}}'
-        values: '0x40'
-    alert_rule_test:
-      - eval_time: 20m
-        alertname: ExfilMonitorNoEventsReceived
-        exp_alerts: []
-      - eval_time: 31m
-        alertname: ExfilMonitorNoEventsReceived
-        exp_alerts:
-          - exp_labels: {{severity: critical, service: exfil-monitor, job: exfil-monitor}}
-  - name: failing output sends page
-    interval: 1m
-    input_series:
-      - series: 'exfil_monitor_output_sends_total{{job="exfil-monitor", instance="m1:8080", output="kafka", outcome="error"}}'
-        values: '0+3x20'
-      - series: 'exfil_monitor_output_sends_total{{job="exfil-monitor", instance="m1:8080", output="stdout", outcome="success"}}'
-        values: '0+3x20'
-    alert_rule_test:
-      - eval_time: 10m
-        alertname: ExfilMonitorOutputFailing
-        exp_alerts:
-          - exp_labels: {{severity: critical, service: exfil-monitor, job: exfil-monitor, instance: "m1:8080", output: kafka, outcome: error}}
-  - name: the first dead letters of a reason are noticed, and forgotten after the window
-    interval: 1m
-    input_series:
-      - series: 'exfil_monitor_dead_letters_total{{job="exfil-monitor", instance="m1:8080", reason="invalid_json"}}'
-        values: '_x10 4x30'
-    alert_rule_test:
-      - eval_time: 9m
-        alertname: ExfilMonitorDeadLetters
-        exp_alerts: []
-      - eval_time: 11m
-        alertname: ExfilMonitorDeadLetters
-        exp_alerts:
-          - exp_labels: {{severity: warning, service: exfil-monitor, job: exfil-monitor, reason: invalid_json}}
-      - eval_time: 35m
-        alertname: ExfilMonitorDeadLetters
-        exp_alerts: []
-  - name: a rejected rule set is reported
-    interval: 1m
-    input_series:
-      - series: 'exfil_monitor_rule_reloads_total{{job="exfil-monitor", instance="m1:8080", outcome="rejected"}}'
-        values: '_x5 1x10'
-    alert_rule_test:
-      - eval_time: 7m
-        alertname: ExfilMonitorRulesRejected
-        exp_alerts:
-          - exp_labels: {{severity: warning, service: exfil-monitor, job: exfil-monitor, instance: "m1:8080"}}
-  - name: evictions are reported
-    interval: 1m
-    input_series:
-      - series: 'exfil_monitor_group_evictions_total{{job="exfil-monitor", instance="m1:8080", rule="customer-enumeration"}}'
-        values: '5+10x20'
-    alert_rule_test:
-      - eval_time: 10m
-        alertname: ExfilMonitorGroupEvictions
-        exp_alerts:
-          - exp_labels: {{severity: warning, service: exfil-monitor, job: exfil-monitor, rule: customer-enumeration}}
-  - name: five percent unusable events is too many
-    interval: 1m
-    input_series:
-      - series: 'exfil_monitor_events_received_total{{job="exfil-monitor", instance="m1:8080"}}'
-        values: '0+1000x30'
-      - series: 'exfil_monitor_events_invalid_total{{job="exfil-monitor", instance="m1:8080", reason="bad_time"}}'
-        values: '0+50x30'
-    alert_rule_test:
-      - eval_time: 20m
-        alertname: ExfilMonitorInvalidEventsHigh
-        exp_alerts:
-          - exp_labels: {{severity: warning, service: exfil-monitor, job: exfil-monitor}}
-  - name: a growing backlog warns, a steady one does not
-    interval: 1m
-    input_series:
-      - series: 'exfil_monitor_consumer_lag{{job="exfil-monitor", instance="m1:8080", topic="events", partition="0"}}'
-        values: '20000+1000x40'
-      - series: 'exfil_monitor_consumer_lag{{job="exfil-monitor", instance="m1:8080", topic="steady", partition="0"}}'
-        values: '20000x40'
-    alert_rule_test:
-      - eval_time: 35m
-        alertname: ExfilMonitorConsumerLagGrowing
-        exp_alerts:
-          - exp_labels: {{severity: warning, service: exfil-monitor, job: exfil-monitor, topic: events}}
-  - name: events evaluated ten minutes late warn
-    interval: 1m
-    input_series:
-      - series: 'exfil_monitor_event_time_lag_seconds_bucket{{job="exfil-monitor", instance="m1:8080", le="300"}}'
-        values: '0x30'
-      - series: 'exfil_monitor_event_time_lag_seconds_bucket{{job="exfil-monitor", instance="m1:8080", le="900"}}'
-        values: '0+10x30'
-      - series: 'exfil_monitor_event_time_lag_seconds_bucket{{job="exfil-monitor", instance="m1:8080", le="+Inf"}}'
-        values: '0+10x30'
-    alert_rule_test:
-      - eval_time: 20m
-        alertname: ExfilMonitorEventTimeLagHigh
-        exp_alerts:
-          - exp_labels: {{severity: warning, service: exfil-monitor, job: exfil-monitor}}
-"""
-
-
-def test_alert_rules_fire_when_they_should(tmp_path: Path) -> None:
-    """``promtool test rules``: alerts against series that should and should not fire them.
-    (Their annotation templates are checked by ``promtool check rules``.)"""
-    promtool = required_tool("promtool")
-    rules = load_yaml(PROM_RULES)
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            rule.pop("annotations", None)  # promtool would compare them too; labels suffice here
-    stripped = tmp_path / "exfil-monitor.rules.yml"
-    stripped.write_text(yaml.safe_dump(rules), encoding="utf-8")
-    tests = tmp_path / "exfil-monitor.rules.test.yml"
-    tests.write_text(PROMTOOL_TESTS.format(rules=json.dumps(str(stripped))), encoding="utf-8")
-    result = run([promtool, "test", "rules", str(tests)])
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-# ---------------------------------------------------------------------------- Alertmanager
-
-
-def test_amtool_check_config() -> None:
-    amtool = required_tool("amtool")
-    result = run([amtool, "check-config", str(ALERTMANAGER)])
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-@pytest.mark.parametrize(
-    ("labels", "receiver"),
-    [
-        (["alertname=ExfilMonitorDown", "severity=critical"], "oncall-page"),
-        (["alertname=ExfilMonitorDeadLetters", "severity=warning"], "oncall-queue"),
-        (["alertname=Other"], "oncall-queue"),
-    ],
-)
-def test_alertmanager_routes_by_severity(labels: list[str], receiver: str) -> None:
-    amtool = required_tool("amtool")
-    result = run([amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels])
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == receiver, result.stdout
-
-
-def test_alertmanager_config_has_no_real_endpoints_or_secrets() -> None:
-    text = ALERTMANAGER.read_text(encoding="utf-8")
-    config = load_yaml(ALERTMANAGER)
-    urls = [w["url"] for r in config["receivers"] for w in r.get("webhook_configs", ())]
-    assert urls and all(".invalid/" in u for u in urls), urls
-    assert not re.search(r"(?i)(api_key|password|token|secret)\s*:", text.split("\nglobal:")[1])
-    severities = {m for route in config["route"]["routes"] for m in route["matchers"]}
-    assert severities == {'severity="critical"', 'severity="warning"'}
-    assert config["inhibit_rules"], "expected inhibition rules"
 
 
 # ---------------------------------------------------------------------------- Grafana
@@ -721,239 +460,49 @@ def test_image_environment_is_accepted_by_the_config_loader(tmp_path: Path) -> N
     prefix as config overrides), so each must be a valid override or be ignored by it."""
     config = tmp_path / "monitor.yaml"
     config.write_text("kafka:\n  bootstrap_servers: [k:9092]\n  topics: [t]\nrules:\n  path: /r\n")
-    loaded = load_config(config, environ=image_env())
+    assert image_env()[TOKEN_VAR] == "/run/secrets/exfil-monitor/http-token"
+    loaded = load_monitor_config(config, with_token_file(image_env(), tmp_path))
     assert loaded.http.host_port == ("0.0.0.0", 8080)
-
-
-# ---------------------------------------------------------------------------- compose
-
-
-def compose_mounts(service: str) -> dict[str, Path]:
-    """container path -> host path, for a compose service's bind mounts."""
-    out = {}
-    for vol in load_yaml(COMPOSE)["services"][service].get("volumes", ()):
-        src, target = vol.split(":")[:2]
-        if src.startswith((".", "/")):
-            out[target] = (DEPLOY / src).resolve()
-    return out
-
-
-def test_compose_refers_to_files_that_exist() -> None:
-    compose = load_yaml(COMPOSE)
-    for name, svc in compose["services"].items():
-        build = svc.get("build")
-        if build:
-            context = (DEPLOY / build["context"]).resolve()
-            assert (context / build.get("dockerfile", "Dockerfile")).is_file(), name
-            assert context == REPO, name
-        for vol in svc.get("volumes", ()):
-            src = vol.split(":")[0]
-            if src.startswith((".", "/")):
-                assert (DEPLOY / src).exists(), f"{name}: {src} does not exist"
-            else:
-                assert src in compose["volumes"], f"{name}: undeclared volume {src}"
-
-
-def test_compose_services_healthchecks_and_order() -> None:
-    services = load_yaml(COMPOSE)["services"]
-    assert {
-        "kafka",
-        "exfil-monitor",
-        "prometheus",
-        "alertmanager",
-        "grafana",
-        "simulate",
-    } <= services.keys()
-    assert services["kafka"]["image"].startswith("apache/kafka:")
-    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    for name, svc in services.items():
-        one_shot = svc.get("restart") == "no"
-        if not one_shot:
-            assert "healthcheck" in svc, f"{name} has no healthcheck"
-        for dep, cond in svc.get("depends_on", {}).items():
-            assert dep in services, f"{name} depends on unknown {dep}"
-            if cond["condition"] == "service_healthy":
-                assert "healthcheck" in services[dep], (
-                    f"{name} waits for {dep} to be healthy, which it never is"
-                )
-            if cond["condition"] == "service_completed_successfully":
-                assert services[dep].get("restart") == "no", f"{dep} should be a one-shot"
-    assert services["simulate"]["depends_on"]["exfil-monitor"]["condition"] == "service_healthy"
-    for name in ("exfil-monitor", "simulate"):
-        assert services[name]["image"] == "exfil-monitor:dev" and "build" in services[name]
-
-
-def test_compose_topics_match_the_monitor_config() -> None:
-    services = load_yaml(COMPOSE)["services"]
-    init = "\n".join(services["kafka-init"]["command"])
-    config = load_config(
-        compose_mounts("exfil-monitor")["/etc/exfil-monitor/monitor.yaml"], environ={}
-    )
-    created = set(re.findall(r"([A-Za-z0-9._-]+):\d+", init))
-    wanted = {*config.kafka.topics, config.kafka.dead_letter_topic}
-    wanted |= {o.topic for o in config.outputs if getattr(o, "type", "") == "kafka"}
-    assert wanted <= created, f"kafka-init does not create {wanted - created}"
-    host, port = config.kafka.bootstrap_servers[0].split(":")
-    assert (
-        host == "kafka"
-        and f"PLAINTEXT://{host}:{port}"
-        in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
-    )
-
-
-def test_compose_monitor_config_and_rules_load_under_the_image_environment() -> None:
-    mounts = compose_mounts("exfil-monitor")
-    config = load_config(mounts["/etc/exfil-monitor/monitor.yaml"], environ=image_env())
-    assert str(config.rules.path) in mounts, "rules.path should be the mounted rules folder"
-    assert load_rules(mounts[str(config.rules.path)]).enabled
-    assert config.http.listen == "0.0.0.0:8080"
-
-
-def test_compose_commands_are_ones_the_cli_accepts() -> None:
-    """The monitor's and the simulator's commands parse with exfil-monitor's own parser,
-    and the simulator produces to the broker and topic the monitor reads."""
-    services = load_yaml(COMPOSE)["services"]
-    parser = build_parser()
-    run_args = parser.parse_args(services["exfil-monitor"]["command"])
-    assert run_args.command == "run" and run_args.config == "/etc/exfil-monitor/monitor.yaml"
-    sim = parser.parse_args(services["simulate"]["command"])
-    assert sim.command == "simulate"
-    config = load_config(compose_mounts("exfil-monitor")[run_args.config], environ={})
-    assert sim.to_kafka in config.kafka.bootstrap_servers
-    assert sim.topic in config.kafka.topics
-
-
-def docker_compose() -> list[str] | None:
-    for cmd in (["docker", "compose"], ["docker-compose"]):
-        if shutil.which(cmd[0]) and run([*cmd, "version"]).returncode == 0:
-            return cmd
-    return None
-
-
-def test_docker_compose_config() -> None:
-    cmd = docker_compose()
-    if cmd is None:
-        pytest.skip("docker compose (the Compose v2 plugin or binary) not installed")
-    result = run(
-        [*cmd, "-f", str(COMPOSE), "config", "--quiet"],
-        env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-# ---------------------------------------------------------------------------- Kubernetes
-
-
-def test_kubernetes_manifests_have_the_expected_kinds() -> None:
-    kinds = sorted(d["kind"] for docs in k8s_docs().values() for d in docs)
-    assert kinds == sorted(
-        ["Namespace", "ConfigMap", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
-    )
-    assert load_yaml(K8S / "kustomization.yaml")["namespace"] == "exfil-monitor"
-    (ns,) = k8s_objects("Namespace")
-    assert ns["metadata"]["name"] == "exfil-monitor"
-
-
-def test_kubernetes_deployment() -> None:
-    dep = deployment()
-    spec = dep["spec"]
-    pod = spec["template"]["spec"]
-    c = container()
-    assert spec["replicas"] == 2
-    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
-    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    (port,) = c["ports"]
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        assert c[probe]["httpGet"]["port"] in (port["name"], port["containerPort"]), probe
-    assert port["containerPort"] == 8080
-    notes = spec["template"]["metadata"]["annotations"]
-    assert notes["prometheus.io/scrape"] == "true" and notes["prometheus.io/port"] == "8080"
-    assert notes["prometheus.io/path"] == "/metrics"
-    assert c["args"] == ["run", "--config", "/etc/exfil-monitor/monitor.yaml"]
-    assert {"cpu", "memory"} <= c["resources"]["requests"].keys()
-    assert "memory" in c["resources"]["limits"]
-    sc = c["securityContext"]
-    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
-    assert sc["capabilities"]["drop"] == ["ALL"]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    user = re.search(r"^USER (\d+)", DOCKERFILE.read_text(encoding="utf-8"), re.M)
-    assert user and pod["securityContext"]["runAsUser"] == int(user.group(1))
-    # the read-only root needs writable places for the file output and temporary files
-    mounted = {m["mountPath"] for m in c["volumeMounts"]}
-    assert {"/tmp", "/var/lib/exfil-monitor"} <= mounted
-
-
-def test_kubernetes_config_loads_with_the_deployments_environment(tmp_path: Path) -> None:
-    (cm,) = [d for d in k8s_objects("ConfigMap") if d["metadata"]["name"] == "exfil-monitor-config"]
-    path = tmp_path / "monitor.yaml"
-    path.write_text(cm["data"]["monitor.yaml"], encoding="utf-8")
-    (secret,) = load_all(K8S / "secret.example.yaml")
-    assert secret["kind"] == "Secret"
-    assert all("REPLACE" in v for v in secret["stringData"].values()), (
-        "the example holds placeholders only"
-    )
-    env = {e["name"]: e.get("value", "pod-name") for e in container()["env"]}
-    names = [ref["secretRef"]["name"] for ref in container()["envFrom"]]
-    assert names == [secret["metadata"]["name"]]
-    config = load_config(path, environ=image_env(**env, **secret["stringData"]))
-    assert (
-        config.kafka.sasl is not None
-        and config.kafka.sasl.password.get_secret_value().startswith("REPLACE")
-    )
-    assert config.http.host_port[1] == container()["ports"][0]["containerPort"]
-    # the config names the folder where the rules are mounted
-    mounts = {m["mountPath"]: m for m in container()["volumeMounts"]}
-    assert mounts["/etc/exfil-monitor/monitor.yaml"]["subPath"] == "monitor.yaml"
-    rule_mounts = {p for p in mounts if p.startswith(str(config.rules.path) + "/")}
-    assert rule_mounts
-
-
-def test_kubernetes_rules_are_the_repositorys_rules(tmp_path: Path) -> None:
-    (cm,) = [d for d in k8s_objects("ConfigMap") if d["metadata"]["name"] == "exfil-monitor-rules"]
-    regenerate = (
-        "regenerate it: kubectl create configmap exfil-monitor-rules "
-        "$(ls rules/*.yaml | grep -v '\\.test\\.yaml$' | sed 's/^/--from-file=/') "
-        "--dry-run=client -o yaml > deploy/kubernetes/configmap-rules.yaml"
-    )
-    assert cm["data"] == bundled_rule_files(), (
-        f"deploy/kubernetes/configmap-rules.yaml is stale; {regenerate}"
-    )
-    for name, text in cm["data"].items():
-        (tmp_path / name).write_text(text, encoding="utf-8")
-    assert load_rules(tmp_path).enabled
-    # each file is mounted on its own (subPath) into the rules folder, and nothing else
-    mounts = [m for m in container()["volumeMounts"] if m["name"] == "rules"]
-    assert sorted(m["subPath"] for m in mounts) == sorted(cm["data"])
-    assert all(m["mountPath"] == f"/etc/exfil-monitor/rules/{m['subPath']}" for m in mounts)
-    volumes = {v["name"]: v for v in deployment()["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["rules"]["configMap"]["name"] == "exfil-monitor-rules"
-
-
-def test_kubernetes_service_and_pdb_select_the_pods() -> None:
-    pod_labels = deployment()["spec"]["template"]["metadata"]["labels"]
-    (svc,) = k8s_objects("Service")
-    assert svc["spec"]["selector"].items() <= pod_labels.items()
-    assert svc["spec"]["ports"][0]["targetPort"] in ("http", 8080)
-    (pdb,) = k8s_objects("PodDisruptionBudget")
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-    assert pdb["spec"]["minAvailable"] < deployment()["spec"]["replicas"]
-
-
-def test_kubectl_kustomize_builds() -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl not installed (only needed to render the kustomization)")
-    result = run([kubectl, "kustomize", str(K8S)])
-    assert result.returncode == 0, result.stderr
-    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert all(
-        d["metadata"].get("namespace") == "exfil-monitor" for d in docs if d["kind"] != "Namespace"
-    )
-    assert "Secret" not in {d["kind"] for d in docs}
+    assert str(loaded.state.dir) == image_env()["EXFIL_MONITOR_STATE__DIR"]
 
 
 def test_deploy_readme_names_the_debian_packages_these_tests_use() -> None:
     text = (DEPLOY / "README.md").read_text(encoding="utf-8")
     for package in DEBIAN_PACKAGE.values():
         assert package in text, package
+
+
+@pytest.mark.parametrize("message", sorted(PENDING))
+def test_pending_keys_are_still_unknown(message: str, tmp_path: Path) -> None:
+    """The xfail of a shipped config (helpers.load_monitor_config) covers only keys that
+    today's model rejects: once one loads, delete it from PENDING and the check is whole."""
+    config = tmp_path / "monitor.yaml"
+    config.write_text(f"kafka: {{bootstrap_servers: [k:9092], topics: [t]}}\nrules: {{path: /r}}\n"
+                      f"{PENDING[message]}\n")  # fmt: skip
+    (tmp_path / "token").write_text("placeholder\n")
+    try:
+        load_config(config, environ={})
+    except ConfigError as exc:
+        assert any(message in p.message for p in exc.problems), exc
+    else:
+        pytest.fail(f"{message!r} is no longer a problem: remove it from PENDING", pytrace=False)
+
+
+def test_readme_deploy_direct_outputs_load_with_their_secret_files(tmp_path: Path) -> None:
+    """The README's PagerDuty and Slack outputs, with each ``*_file`` a mounted secret."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Deploy\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", section, re.S) if "type: pagerduty" in b]
+    outputs = yaml.safe_load(block)["outputs"]
+    assert {o["type"] for o in outputs} == {"pagerduty", "slack"}
+    for output in outputs:
+        for key in [k for k in output if k.endswith("_file")]:
+            assert output[key].startswith("/run/secrets/"), key
+            local = tmp_path / Path(output[key]).name
+            local.write_text("placeholder-secret\n", encoding="utf-8")
+            output[key] = str(local)
+    config = tmp_path / "monitor.yaml"
+    config.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": ["k:9092"], "topics": ["t"]},
+                                      "rules": {"path": "/r"}, "outputs": outputs}))  # fmt: skip
+    loaded = load_monitor_config(config, {})
+    assert [o.type for o in loaded.outputs] == ["pagerduty", "slack"]

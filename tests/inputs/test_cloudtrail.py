@@ -120,12 +120,16 @@ def test_stratus_recording_every_record_maps() -> None:
     classes, events = _classes(STRATUS)
     assert sum(classes.values()) == 2900
     assert classes == {
-        "list": 1355, "select": 831, "insert": 203, "delete": 187, "other": 158,
-        "admin": 65, "login": 51, "export": 32, "update": 18,
+        "list": 1355, "select": 831, "insert": 203, "delete": 185, "other": 158,
+        "admin": 67, "login": 51, "export": 32, "update": 18,
     }  # fmt: skip
     admin = {e["action_name"] for e in events if e["action"] == "admin"}
     assert {"StopLogging", "StartLogging", "ModifySnapshotAttribute", "PutBucketPolicy"} <= admin
     kinds = Counter(e["resource"]["kind"] for e in events)  # type: ignore[index]
-    assert kinds["secret"] == 233 and kinds["parameter"] == 488 and kinds["snapshot"] == 61
+    # SSM's Run Command and instance inventory calls are no parameter reads
+    assert kinds["secret"] == 233 and kinds["parameter"] == 354 and kinds["snapshot"] == 61
+    assert {e["resource"]["kind"] for e in events if e["action_name"] == "SendCommand"} == {"api"}  # type: ignore[index]
+    deleted_logs = {e["action_name"]: e["action"] for e in events if e["action_name"] in ("DeleteFlowLogs", "DeleteDetector")}
+    assert set(deleted_logs.values()) == {"admin"}
     secrets = [e for e in events if e["action_name"] == "GetSecretValue"]
     assert secrets and all(e["action"] == "select" for e in secrets)

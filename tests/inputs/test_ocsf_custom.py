@@ -40,8 +40,21 @@ def test_datastore_activity() -> None:
 def test_api_activity_denied() -> None:
     e = one(OCSF, json.dumps(API))
     assert isinstance(e, dict)
-    assert e["action"] == "select" and e["action_name"] == "GetObject" and e["outcome"] == "denied"
-    assert e["resource"] == {"service": "s3.amazonaws.com", "kind": "bucket", "name": "exports"}
+    # classified as CloudTrail's own GetObject is, so one rule serves both
+    assert e["action"] == "download" and e["action_name"] == "GetObject" and e["outcome"] == "denied"
+    assert e["resource"] == {"service": "s3", "kind": "bucket", "name": "exports"}
+
+
+def test_api_activity_of_other_services_keeps_the_activity_table() -> None:
+    e = one(OCSF, json.dumps({**API, "api": {"operation": "GetThing", "service": {"name": "shop-api"}},
+                              "databucket": None}))  # fmt: skip
+    assert isinstance(e, dict)
+    assert e["action"] == "select" and e["resource"] == {"service": "shop-api", "kind": "api"}
+    secret = one(OCSF, json.dumps({**API, "api": {"operation": "GetSecretValue",
+                                                  "service": {"name": "secretsmanager.amazonaws.com"}},
+                                   "databucket": None}))  # fmt: skip
+    assert isinstance(secret, dict)
+    assert secret["action"] == "select" and secret["resource"]["kind"] == "secret"
 
 
 def test_other_classes_skipped_and_malformed_invalid() -> None:

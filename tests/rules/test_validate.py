@@ -589,7 +589,7 @@ def test_warnings_are_not_judged_on_a_set_with_errors(problems: Problems) -> Non
         (one_rule(suppres="1m"), "unknown key 'suppres' (did you mean 'suppress'?)"),
         (one_rule(when={"insde": "x"}), "unknown key 'insde' (inside or outside) (did you mean 'inside'?)"),
         (one_rule(match={"f": {"regexp": "x"}}), "(did you mean 'regex'?)"),
-        ("rule: []\n", "unknown top-level key 'rule' (expected lists, schedules, rules) (did you mean 'rules'?)"),
+        ("rule: []\n", "unknown top-level key 'rule' (expected lists, schedules, actors, inputs, rules) (did you mean 'rules'?)"),
         ("schedules:\n  s: {tz: UTC, hour: []}\n", "schedule 's': unknown key 'hour' (expected timezone, days, hours, holidays) (did you mean 'hours'?)"),
     ],
 )
