@@ -198,13 +198,16 @@ class Masker:
             spellings = {(str(v), str(hashed[k])) for src in (group, bounded) for k, v in src.items()
                          if isinstance(v, str | int) and not isinstance(v, bool) and str(v)}  # fmt: skip
             replace = sorted(spellings, key=lambda p: (-len(p[0]), p))
+            # Whole spellings only: a group value 7 must not turn "1,700 rows" into garbage.
+            spelt = re.compile("|".join(f"(?<![A-Za-z0-9]){re.escape(raw)}(?![A-Za-z0-9])" for raw, _ in replace))
+            names = dict(replace)
             out["group"] = hashed
             if fired_at_ms is not None and isinstance(record.get("rule"), str) and "id" in record:
                 out["id"] = alert_id(record["rule"], list(hashed.values()), fired_at_ms)
 
         def text(s: str) -> str:
-            for raw, hashed_value in replace:
-                s = s.replace(raw, hashed_value)
+            if replace:
+                s = spelt.sub(lambda m: names[m.group(0)], s)
             return self.text(s)
 
         for key in ("summary", "description"):

@@ -268,3 +268,11 @@ def test_a_rule_that_names_the_statement_gets_it_masked() -> None:
     assert "victim@" not in orjson.dumps(record).decode() and "v***@shop.example" in record["annotations"]["statement"]
     masked = Masker(PrivacyConfig(mask_fields=("raw.message",)))
     assert masked.field("raw.message", STATEMENT) == "[masked]"
+
+
+def test_a_short_hashed_group_value_replaces_only_its_whole_spelling() -> None:
+    m = Masker(PrivacyConfig(hash_group_values=True, hash_key=SecretStr("k")))
+    out = m.alert({"id": "1", "rule": "r", "group": {"customer.id": 7}, "fired_at": "2026-11-27T00:00:00.000Z",
+                   "summary": "customer 7 read 1,700 rows (7)"})  # fmt: skip
+    hashed = out["group"]["customer.id"]
+    assert out["summary"] == f"customer {hashed} read 1,700 rows ({hashed})"
