@@ -32,8 +32,10 @@ from monitor.engine import Engine, EngineOptions
 from monitor.engine.alert import Alert
 from monitor.health import DEGRADED, NOT_READY, Condition, Health, Report
 from monitor.http import HttpServer, Limits
+from monitor.httpauth import TokenAuth
 from monitor.outputs import Delivery, Output, OutputContext, build_outputs
 from monitor.pipeline import Pipeline
+from monitor.privacy import Masker
 from monitor.retry import Abandoned
 from monitor.rules.errors import RuleLoadError
 from monitor.rules.loader import RuleSet, load_rules
@@ -51,7 +53,9 @@ class Daemon:
                  exit_now: Callable[[int], None] = os._exit) -> None:  # fmt: skip
         self.config = config
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
-        self.log = configure_logging(config.log.format, config.log.level, stderr or sys.stderr)
+        self.masker = Masker(config.privacy)  # everything that leaves: alerts, logs, /alerts
+        self.log = configure_logging(config.log.format, config.log.level, stderr or sys.stderr,
+                                     mask=self.masker.log_processor)  # fmt: skip
         self.telemetry = Telemetry(self.metrics, self.log)
         self.wall_clock = wall_clock
         self.exit_now = exit_now
@@ -158,20 +162,25 @@ class Daemon:
         self.telemetry.rules_loaded(len(rs.enabled), rs.digest, rs.files, [str(w) for w in rs.warnings])
         e = c.engine
         options = EngineOptions(allowed_lateness_ms=e.allowed_lateness, max_groups_per_rule=e.max_groups_per_rule,
-                                distinct_exact_limit=e.distinct_exact_limit)  # fmt: skip
+                                distinct_exact_limit=e.distinct_exact_limit,
+                                template_field=self.masker.field)  # fmt: skip
         self.engine = Engine(rs, options)
         self.pipeline = Pipeline(self.decoder, self.engine, self.telemetry)
         host, port = c.http.host_port
         h = c.http
         limits = Limits(header_timeout=h.header_timeout / 1000, keepalive_timeout=h.keepalive_timeout / 1000,
                         max_connections=h.max_connections, reserved_descriptors=h.reserved_descriptors)  # fmt: skip
-        http = HttpServer(host, port, self.metrics.registry, self, limits=limits, on_refused=self.telemetry.http_refused)
+        token = h.auth_token.get_secret_value() if h.auth_token is not None else None
+        auth = TokenAuth(token, h.open_metrics, self.telemetry.http_unauthorized) if token else None
+        http = HttpServer(host, port, self.metrics.registry, self, limits=limits,
+                          on_refused=self.telemetry.http_refused, auth=auth)  # fmt: skip
         try:
             self.http_port = await http.start()
         except OSError as exc:
             self.log.error("http_listen_failed", listen=c.http.listen, error=str(exc))
             return EXIT_FAILED
-        self.telemetry.lifecycle("http_listening", host=host, port=self.http_port, max_connections=http.cap)
+        self.telemetry.lifecycle("http_listening", host=host, port=self.http_port, max_connections=http.cap,
+                                 auth="token" if auth else "none")  # fmt: skip
         try:
             if await self._until_stopping(self.delivery.start()) and await self.source.start(self.stopping):
                 self.telemetry.lifecycle("running")
@@ -240,7 +249,7 @@ class Daemon:
         for tp, (_, hi) in spans.items():
             self.source.observe(tp, hi)
         if alerts:
-            self._fired(alerts)
+            alerts = self._fired(alerts)
             await self.delivery.send(alerts)
             self._unflushed = True
         await self.source.dead_letter(dead)
@@ -254,10 +263,14 @@ class Daemon:
     def alerts_total(self) -> int:
         return sum(self.pipeline.counts.alerts.values()) if self.pipeline is not None else 0
 
-    def _fired(self, alerts: list[Alert]) -> None:
-        for a in alerts:
+    def _fired(self, alerts: list[Alert]) -> list[Alert]:
+        """The batch's alerts masked (``privacy``), logged and kept for ``/alerts``: what
+        every output is then given, so none can send what was not masked."""
+        masked = [self.masker.mask_alert(a) for a in alerts]
+        for a in masked:
             self.telemetry.alert_fired(a)
             self.recent.append(a.to_dict())
+        return masked
 
     async def _flush_outputs(self) -> None:
         """Before a commit: make delivered alerts durable (fsync) if any came since the last."""

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from monitor import configload, defaults
 from monitor.configload import ENV_PREFIX as ENV_PREFIX
@@ -32,6 +32,8 @@ from monitor.outputs import OutputConfig as OutputConfig
 from monitor.outputs.file import FileOutputConfig as FileOutputConfig
 from monitor.outputs.kafka import KafkaOutputConfig as KafkaOutputConfig
 from monitor.outputs.stdout import StdoutOutputConfig as StdoutOutputConfig
+from monitor.privacy import PrivacyConfig as PrivacyConfig
+from monitor.secrets import resolve_secret
 
 
 class RulesConfig(Model):
@@ -57,6 +59,16 @@ class HttpConfig(Model):
     keepalive_timeout: Duration = Field(default=15_000, gt=0)
     max_connections: PositiveInt = 100
     reserved_descriptors: PositiveInt = 256
+    # A secret (monitor.httpauth): every endpoint but /healthz and /readyz then needs
+    # "Authorization: Bearer <token>"; /metrics too unless open_metrics.
+    auth_token: SecretStr | None = None
+    auth_token_file: RelPath | None = None
+    open_metrics: bool = False
+
+    @model_validator(mode="after")
+    def _token(self) -> HttpConfig:
+        resolve_secret(self, "auth_token", required=False)
+        return self
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -92,6 +104,7 @@ class Config(Model):
     outputs: list[OutputConfig] = Field(default_factory=lambda: [StdoutOutputConfig(type="stdout")])  # type: ignore[arg-type]
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
 
     @model_validator(mode="after")
     def _unique_outputs(self) -> Config:

@@ -3,7 +3,9 @@ at the rules and recent alerts for people.
 
 It reads everything through a :class:`Status` it is given, never from globals, so a test
 can serve a fresh registry and a fake status. Nothing here shows an event: ``/alerts``
-carries the alerts as outputs send them (sample event ids, never the events).
+carries the alerts as outputs send them (masked, with sample event ids, never the
+events). With ``http.auth_token`` set, :mod:`monitor.httpauth` guards every endpoint but
+the probes.
 
 Connections are bounded (:class:`Limits`), because each holds a file descriptor that the
 Kafka clients need too: a connection must send its first request's headers within
@@ -28,6 +30,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from monitor.health import Report
+from monitor.httpauth import TokenAuth
 
 ALERTS_LIMIT_MAX = 1000
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -115,13 +118,15 @@ class _Refuse(asyncio.Protocol):
 
 class HttpServer:
     def __init__(self, host: str, port: int, registry: CollectorRegistry, status: Status, *,
-                 limits: Limits | None = None, on_refused: Refusal | None = None) -> None:  # fmt: skip
+                 limits: Limits | None = None, on_refused: Refusal | None = None,
+                 auth: TokenAuth | None = None) -> None:  # fmt: skip
         self.host = host
         self.port = port
         self.registry = registry
         self.status = status
         self.limits = limits or Limits()
         self.on_refused = on_refused
+        self.auth = auth  # http.auth_token (monitor.httpauth): None serves everyone
         self.cap = self.limits.connection_cap()
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
@@ -129,7 +134,8 @@ class HttpServer:
         self._previous_handler: Any = None
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._track])
+        auth = [self.auth.middleware] if self.auth is not None else []
+        app = web.Application(middlewares=[self._track, *auth])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)

@@ -19,26 +19,37 @@ nothing (masking is idempotent):
 Group values (who did it) are left as they are, since on-call must act on them, unless
 ``privacy.hash_group_values`` asks for a keyed hash: ``anon:`` and the first 16 hex digits
 of HMAC-SHA256 under ``privacy.hash_key``, stable for a key, so one actor keeps one name
-across alerts, and not reversible without the key (a plain hash of an e-mail is).
+across alerts, and not reversible without the key (a plain hash of an e-mail is). The
+alert id, a plain hash of the group values, is then recomputed over the hashed values, or
+hashing guesses of an address with the record's rule and ``fired_at`` would confirm one.
+
+Where it runs: the daemon masks each alert once, as the engine hands it over
+(:meth:`Masker.mask_alert`), before it is logged, kept for ``/alerts`` or given to any
+output, so no output can forget; a record made later from an unmasked alert (a
+resolution) goes through :meth:`Masker.alert`, the same masking over the record's dict.
+Its log lines pass :meth:`Masker.log_processor`. ``replay``, ``test`` and ``demo`` print
+to the analyst who holds the events already and do not mask.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import SecretStr, model_validator
 
+from monitor.configtypes import Model, RelPath
+from monitor.engine.alert import FIELD_MASK, Alert, alert_id, bounded_value
 from monitor.secrets import resolve_secret
+from monitor.timeparse import parse_ts
 
 CARD_MASK = "[card ****{last4}]"
 EMAIL_MASK = "{first}***@{domain}"
-FIELD_MASK = "[masked]"
 HASH_PREFIX = "anon:"
 
 # 13-19 digits, each pair at most one space or dash apart, not inside a longer digit run.
@@ -51,17 +62,15 @@ _EMAIL = re.compile(
 _CANDIDATE = re.compile(r"[0-9][0-9 -]{11,}[0-9]")
 
 
-class PrivacyConfig(BaseModel):
+class PrivacyConfig(Model):
     """``privacy:`` in the daemon's config. Masking is on by default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     mask_cards: bool = True
     mask_emails: bool = True
     mask_fields: tuple[str, ...] = ()
     hash_group_values: bool = False
     hash_key: SecretStr | None = None
-    hash_key_file: Path | None = None
+    hash_key_file: RelPath | None = None
 
     @model_validator(mode="after")
     def _key(self) -> PrivacyConfig:
@@ -100,6 +109,7 @@ class Masker:
         c = config or PrivacyConfig()
         self.config = c
         self._fields = [tuple(p.split(".")) for p in c.mask_fields]
+        self._paths = frozenset(c.mask_fields)
         key = c.hash_key.get_secret_value().encode() if c.hash_key is not None else None
         self._key = key if c.hash_group_values else None
 
@@ -120,6 +130,13 @@ class Masker:
         if isinstance(v, list | tuple):
             return [self.value(x) for x in v]
         return v
+
+    def field(self, path: str, v: Any) -> Any:
+        """An event field as an alert's template may show it: ``[masked]`` when under
+        ``mask_fields``, else its text masked (the engine's ``template_field`` hook)."""
+        if v is None:
+            return None  # the placeholder stays as written
+        return FIELD_MASK if path in self._paths else self.value(v)
 
     def sample(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """An event sample for an alert: ``mask_fields`` blanked wholesale, text masked.
@@ -154,24 +171,43 @@ class Masker:
 
         Free text (summary, description, annotations, labels, samples) is masked; group
         values are hashed when the policy asks, and their spelling in the text with them,
-        or the hash would hide nothing.
+        or the hash would hide nothing; so is the id (see the module's docstring).
         """
+        fired = record.get("fired_at")
+        return self._masked(record, parse_ts(fired) if isinstance(fired, str) else None)
+
+    def mask_alert(self, alert: Alert) -> Alert:
+        """``alert`` with what :meth:`alert` masks masked, for everything that takes an
+        :class:`Alert`. It masks the full texts, before :meth:`Alert.to_dict` cuts them to
+        the size budget, so a cut never leaves half a card number unmasked."""
+        fields = {"rule": alert.rule, "id": alert.id, "group": alert.group, "summary": alert.summary,
+                  "description": alert.description, "labels": alert.labels, "annotations": alert.annotations,
+                  "sample_event_ids": alert.sample_event_ids}  # fmt: skip
+        m = self._masked(fields, alert.fired_at_ms)
+        return dataclasses.replace(alert, **{k: m[k] for k in fields if k != "rule"})
+
+    def _masked(self, record: Mapping[str, Any], fired_at_ms: int | None) -> dict[str, Any]:
         out = dict(record)
         group = record.get("group")
         replace: list[tuple[str, str]] = []
-        if isinstance(group, Mapping):
-            hashed = {k: self.hash_group(v) for k, v in group.items()}
-            if self._key is not None:
-                replace = sorted(
-                    ((str(v), str(hashed[k])) for k, v in group.items()
-                     if isinstance(v, str | int) and not isinstance(v, bool) and str(v)),
-                    key=lambda p: -len(p[0]),
-                )  # fmt: skip
+        if isinstance(group, Mapping) and self._key is not None:
+            # Hashed as the record shows them (cut to the size budget), so an alert and a
+            # record made from it later agree.
+            bounded = {k: bounded_value(v) for k, v in group.items()}
+            hashed = {k: self.hash_group(v) for k, v in bounded.items()}
+            spellings = {(str(v), str(hashed[k])) for src in (group, bounded) for k, v in src.items()
+                         if isinstance(v, str | int) and not isinstance(v, bool) and str(v)}  # fmt: skip
+            replace = sorted(spellings, key=lambda p: (-len(p[0]), p))
+            # Whole spellings only: a group value 7 must not turn "1,700 rows" into garbage.
+            spelt = re.compile("|".join(f"(?<![A-Za-z0-9]){re.escape(raw)}(?![A-Za-z0-9])" for raw, _ in replace))
+            names = dict(replace)
             out["group"] = hashed
+            if fired_at_ms is not None and isinstance(record.get("rule"), str) and "id" in record:
+                out["id"] = alert_id(record["rule"], list(hashed.values()), fired_at_ms)
 
         def text(s: str) -> str:
-            for raw, hashed_value in replace:
-                s = s.replace(raw, hashed_value)
+            if replace:
+                s = spelt.sub(lambda m: names[m.group(0)], s)
             return self.text(s)
 
         for key in ("summary", "description"):
@@ -183,7 +219,8 @@ class Masker:
         if isinstance(out.get("samples"), list):
             out["samples"] = [self.sample(e) if isinstance(e, Mapping) else self.value(e) for e in out["samples"]]
         if "sample_event_ids" in out:
-            out["sample_event_ids"] = self.value(out["sample_event_ids"])
+            out["sample_event_ids"] = [text(v) if isinstance(v, str) else self.value(v)
+                                       for v in out["sample_event_ids"]]  # fmt: skip
         return out
 
 

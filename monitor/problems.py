@@ -46,6 +46,7 @@ CODES: dict[str, str] = {
     "E-BAD-REGEX": "a regular expression RE2 does not accept",
     "E-BAD-NETWORK": "a cidr value that is not an IP network",
     "E-BAD-RESOLUTION": "a resolution without a window, not dividing it, or making too many buckets",
+    "E-BAD-UNIT": "a unit that is not rows, bytes, customers or events",
     "E-BAD-AGGREGATE": "an aggregate that is not count, sum, distinct or max of a field",
     "E-BAD-THRESHOLD": "a threshold that is not one known operator and a number",
     "E-BAD-RESOLVE-AFTER": "a resolve_after shorter than the rule's suppress",

@@ -29,6 +29,7 @@ from monitor.pipeline import Counts, Pipeline
 from monitor.sources.files import FileSource
 from monitor.telemetry import Telemetry
 from monitor.timeparse import format_ts
+from monitor.units import format_value
 
 
 @dataclass
@@ -164,8 +165,7 @@ TABLE_HEADER = f"{'FIRED AT':<24}  {'SEVERITY':<8}  {'RULE':<34}  {'GROUP':<24} 
 def table_row(alert: Alert) -> str:
     d = alert.to_dict()
     group = ",".join(f"{v}" for v in alert.group.values()) or "-"
-    value = d["value"]
-    value_text = f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+    value_text = format_value(d["value"], alert.unit)
     return (
         f"{d['fired_at']:<24}  {alert.severity:<8}  {alert.rule[:34]:<34}  {group[:24]:<24}  "
         f"{value_text:>14}  {alert.summary}"

@@ -29,6 +29,7 @@ PREFIX = "exfil_monitor_"
 # Why the HTTP server closed a connection itself (monitor.http).
 HTTP_REFUSALS = ("max_connections", "header_timeout", "descriptors")
 Logger = Any  # structlog's BoundLogger is a protocol in practice
+Processor = Callable[[Any, str, dict[str, Any]], dict[str, Any]]  # a structlog processor
 
 
 class Metrics:
@@ -100,6 +101,10 @@ class Metrics:
         self.http_refused = Counter(
             f"{p}http_refused", "HTTP connections closed by the server's bounds, by reason.", ["reason"], registry=r
         )
+        self.http_unauthorized = Counter(
+            f"{p}http_unauthorized", "HTTP requests refused for want of the right bearer token (http.auth_token).",
+            registry=r,
+        )  # fmt: skip
         self.build_info = Gauge(f"{p}build_info", "Build information.", ["version"], registry=r)
         self.build_info.labels(version=__version__).set(1)
         # Series that exist from the start at zero, so that an alert on "increased" sees
@@ -148,12 +153,18 @@ class StreamLogger:
     log = debug = info = warn = warning = error = err = critical = fatal = exception = failure = msg
 
 
-def configure_logging(fmt: str = "json", level: str = "info", stream: IO[Any] | None = None) -> Logger:
+def configure_logging(fmt: str = "json", level: str = "info", stream: IO[Any] | None = None,
+                      mask: Processor | None = None) -> Logger:  # fmt: skip
     """A logger of its own writing JSON lines (``json``) or aligned text (``console``) to
-    ``stream``; nothing global is configured, so two daemons in one process log apart."""
+    ``stream``; nothing global is configured, so two daemons in one process log apart.
+
+    ``mask`` (the daemon's :meth:`monitor.privacy.Masker.log_processor`) runs on every line
+    just before it is rendered: log lines quote events (``invalid_event`` samples, alert
+    summaries, library messages), and the one place that sees them all is here."""
     wrapper = structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()])
+    chain = PROCESSORS[fmt] if mask is None else [*PROCESSORS[fmt][:-1], mask, PROCESSORS[fmt][-1]]
     return structlog.wrap_logger(StreamLogger(stream if stream is not None else sys.stderr),
-                                 processors=PROCESSORS[fmt], wrapper_class=wrapper,
+                                 processors=chain, wrapper_class=wrapper,
                                  cache_logger_on_first_use=True)  # fmt: skip
 
 
@@ -260,6 +271,13 @@ class Telemetry:
         ok, suppressed = self.limiter.allow(f"http:{reason}")
         if ok:
             self.log.warning("http_refused", reason=reason, detail=detail, suppressed=suppressed)
+
+    def http_unauthorized(self, path: str) -> None:
+        """A request without the right token: the path is said, never what was presented."""
+        self.metrics.http_unauthorized.inc()
+        ok, suppressed = self.limiter.allow("http:unauthorized")
+        if ok:
+            self.log.warning("http_unauthorized", path=path[:200], suppressed=suppressed)
 
     def dead_lettered(self, reason: str, n: int = 1) -> None:
         self.metrics.dead_letters.labels(reason=reason).inc(n)

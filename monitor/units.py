@@ -4,14 +4,19 @@ A rule may say ``unit: rows | bytes | customers | events``; without it the unit 
 from the aggregate (:func:`default_unit`). Bytes use decimal prefixes (1 kB = 1000 B), as
 disks and network dashboards do; counts get thousands separators and a plural that
 agrees (``1 row``, ``2 rows``). :func:`limit_sentence` says plainly how a value compares
-with the rule's threshold, for every human-facing output.
+with the rule's threshold, for every human-facing output; :func:`plain_summary` is the
+summary of an alert whose rule writes none.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Literal, get_args
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, get_args
+
+import orjson
+
+from monitor.engine.alert import truncate
 
 Unit = Literal["rows", "bytes", "customers", "events"]
 UNITS: tuple[str, ...] = get_args(Unit)
@@ -95,3 +100,19 @@ def limit_sentence(value: float, threshold: Mapping[str, float], unit: str,
         shown = _bytes(limit) if unit == "bytes" else _number(limit)
         parts.append(f"{words} {shown}")
     return ", ".join([head, *parts])
+
+
+def plain_summary(rule: str, group_values: Sequence[Any], limit: str) -> str:
+    """"bulk-read: mallory: 40,000 rows in 10m, over the limit of 5,000": the rule, who
+    (the group's values), and :func:`limit_sentence`'s ``limit``."""
+    who = ", ".join(_shown(v) for v in group_values)
+    return f"{rule}: {who}: {limit}" if who else f"{rule}: {limit}"
+
+
+def _shown(v: Any) -> str:
+    if isinstance(v, str):
+        return truncate(v)
+    try:
+        return truncate(orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode())
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, or nested too deep
+        return truncate(repr(v))

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
+from monitor.engine.alert import Alert, alert_id
+from monitor.inputs import get_format
 from monitor.privacy import Masker, PrivacyConfig, luhn_ok
+from monitor.timeparse import parse_ts
+from tests.support.engine import T0, engine, ev, run
 
 M = Masker()
 
@@ -157,3 +162,117 @@ def test_a_given_key_wins_over_the_file(tmp_path: Path) -> None:
     """An environment override sets hash_key while the YAML still names hash_key_file."""
     c = PrivacyConfig(hash_group_values=True, hash_key=SecretStr("env"), hash_key_file=tmp_path / "absent")
     assert c.hash_key is not None and c.hash_key.get_secret_value() == "env"
+
+
+# ------------------------------------------------------------------ alerts as the daemon masks them
+
+CARD = "4111 1111 1111 1111"
+EMAIL = "jane.doe@shop.example"
+SPOTS = "rows of {resource.name} for {customer.email} paid with {card} from {actor.id}"
+
+
+RULE = f"""\
+rules:
+  - id: r
+    severity: high
+    group_by: [actor.id]
+    annotations: {{summary: "{SPOTS}"}}
+"""
+
+
+def fired_alert(**event: object) -> Alert:
+    (alert,) = run(engine(RULE), [ev(T0, "mallory@corp.example", resource={"name": "customers"}, **event)])
+    return alert
+
+
+def test_mask_alert_masks_what_templates_took_from_event_fields() -> None:
+    alert = fired_alert(customer={"email": EMAIL}, card=CARD)
+    masked = M.mask_alert(alert)
+    text = masked.to_json().decode()
+    assert EMAIL not in text and CARD not in text and "4111111111111111" not in text
+    assert "[card ****1111]" in masked.summary and "j***@shop.example" in masked.summary
+    assert masked.group == {"actor.id": "mallory@corp.example"}  # who did it: not masked
+    assert masked.id == alert.id  # without hashing the alert keeps its identity
+    assert M.mask_alert(masked) == masked  # idempotent
+
+
+def test_mask_alert_masks_before_the_size_budget_cuts() -> None:
+    """A card number across the cut of a long value would leave its first digits unmasked
+    if the cut came first."""
+    long = "x" * 1010 + CARD  # the 1,024-byte cut falls inside the number
+    eng = engine(RULE, template_field=M.field)
+    (alert,) = run(eng, [ev(T0, "mallory@corp.example", resource={"name": "customers"}, card=long)])
+    text = M.mask_alert(alert).to_dict()["summary"]
+    assert "4111 11" not in text and "[card ****1111" in text  # the mask may be cut, not the digits
+    (unmasked,) = run(engine(RULE), [ev(T0, "m", resource={"name": "customers"}, card=long)])
+    assert "4111 1111 1111" in unmasked.summary  # what the hook prevents: the cut came first
+
+
+def test_hashing_rekeys_the_alert_id_the_same_way_for_alert_and_record() -> None:
+    m = Masker(PrivacyConfig(hash_group_values=True, hash_key=SecretStr("k")))
+    alert = fired_alert(customer={"email": EMAIL}, card=CARD)
+    masked = m.mask_alert(alert)
+    hashed = masked.group["actor.id"]
+    assert hashed.startswith("anon:") and "mallory" not in masked.to_json().decode()
+    assert masked.id == alert_id("r", [hashed], alert.fired_at_ms) != alert.id
+    # a record made later from the unmasked alert (a resolution) gets the same names
+    later = m.alert({**alert.to_dict(), "type": "resolved"})
+    assert later["id"] == masked.id and later["group"] == masked.group
+    assert m.alert(later) == later  # idempotent, the id too
+
+
+def test_mask_fields_blank_a_field_a_template_names() -> None:
+    eng = engine("rules:\n  - {id: r, severity: high, annotations: {summary: 'for {customer.email} {customer.id}'}}\n",
+                 template_field=Masker(PrivacyConfig(mask_fields=("customer.email",))).field)  # fmt: skip
+    (alert,) = run(eng, [ev(T0, customer={"email": "secret-but-no-at-sign", "id": 7})])
+    assert alert.summary == "for [masked] 7"
+
+
+# ------------------------------------------------------------------ database statements
+
+STATEMENT = "select pan, email from shop.cards where email = 'victim@shop.example' -- MARKER-7f3a"
+PGAUDIT_SELECT = (
+    '2024-05-01 12:00:01.000 UTC,"hvac_vendor","shop",4242,"10.0.0.5:51234",6632f0a0.1092,4,"SELECT",'
+    '2024-05-01 11:59:00 UTC,3/11,0,LOG,00000,"AUDIT: SESSION,1,1,READ,SELECT,TABLE,shop.cards,'
+    f'""{STATEMENT}"",<not logged>,2",,,,,,,,,"psql","client backend",,0'
+)
+
+
+def _pgaudit_alert(annotations: dict[str, str]) -> dict[str, object]:
+    (event,) = get_format("pgaudit").decode(PGAUDIT_SELECT.encode())
+    assert isinstance(event, dict) and STATEMENT in str(event["raw"])  # the input keeps it, under raw.
+    ts = parse_ts(event["ts"])
+    assert ts is not None
+    text = "rules:\n  - " + orjson.dumps({
+        "id": "card-reads", "severity": "high", "match": {"resource.name": "cards"},
+        "group_by": ["actor.id"], "window": "10m", "aggregate": {"sum": "rows"}, "threshold": {"gte": 1},
+        "annotations": annotations,
+    }).decode() + "\n"  # fmt: skip
+    eng = engine(text, template_field=M.field)
+    (alert,) = run(eng, [(event, ts)])
+    return M.mask_alert(alert).to_dict()
+
+
+def test_the_statement_text_never_goes_into_an_alert_unless_the_rule_asks() -> None:
+    record = _pgaudit_alert({"summary": "{actor.id} read {value_text} of {resource.name} from {actor.ip}",
+                             "runbook": "check {actor.session}"})  # fmt: skip
+    text = orjson.dumps(record).decode()
+    assert "MARKER-7f3a" not in text and "select pan" not in text
+    assert record["summary"] == "hvac_vendor read 2 rows of cards from 10.0.0.5"
+    assert record["sample_event_ids"] == []  # pgaudit events carry no id: nothing else rides along
+
+
+def test_a_rule_that_names_the_statement_gets_it_masked() -> None:
+    record = _pgaudit_alert({"statement": "{raw.message}"})
+    assert "MARKER-7f3a" in record["annotations"]["statement"]
+    assert "victim@" not in orjson.dumps(record).decode() and "v***@shop.example" in record["annotations"]["statement"]
+    masked = Masker(PrivacyConfig(mask_fields=("raw.message",)))
+    assert masked.field("raw.message", STATEMENT) == "[masked]"
+
+
+def test_a_short_hashed_group_value_replaces_only_its_whole_spelling() -> None:
+    m = Masker(PrivacyConfig(hash_group_values=True, hash_key=SecretStr("k")))
+    out = m.alert({"id": "1", "rule": "r", "group": {"customer.id": 7}, "fired_at": "2026-11-27T00:00:00.000Z",
+                   "summary": "customer 7 read 1,700 rows (7)"})  # fmt: skip
+    hashed = out["group"]["customer.id"]
+    assert out["summary"] == f"customer {hashed} read 1,700 rows ({hashed})"

@@ -36,6 +36,9 @@ VALUE_MAX_BYTES = 1024
 ALERT_MAX_BYTES = 64 * 1024
 _TEXT_STEPS = (4096, 256)  # what summary, description, labels and annotations are cut to when over budget
 
+# What a field under privacy.mask_fields shows as, in a template or a sample (monitor.privacy).
+FIELD_MASK = "[masked]"
+
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_@][A-Za-z0-9_.@-]*)\}")
 
 
@@ -68,7 +71,8 @@ def truncate(text: str, limit: int = VALUE_MAX_BYTES) -> str:
     return data[:limit].decode("utf-8", "ignore") + f"...[truncated, {len(data)} bytes]"
 
 
-def _bounded_value(v: Any, limit: int = VALUE_MAX_BYTES) -> Any:
+def bounded_value(v: Any, limit: int = VALUE_MAX_BYTES) -> Any:
+    """A group value or sample id as the alert's record carries it (cut to ``limit``)."""
     if isinstance(v, str):
         return truncate(v, limit)
     if isinstance(v, (dict, list)):
@@ -105,6 +109,7 @@ class Alert:
     labels: dict[str, str]
     annotations: dict[str, str]
     sample_event_ids: list[Any] = field(default_factory=list)
+    unit: str = "events"  # what value and threshold count (monitor.units), for people's outputs
     # The value is a sum held at +-float max because the true sum is beyond it.
     saturated: bool = False
     # The value includes the evicted-group summary's over-estimate (README "Limits").
@@ -138,9 +143,10 @@ class Alert:
             "id": self.id,
             "rule": self.rule,
             "severity": self.severity,
-            "group": {k: _bounded_value(v) for k, v in self.group.items()},
+            "group": {k: bounded_value(v) for k, v in self.group.items()},
             "value": _number(self.value),
             "threshold": {op: _number(n) for op, n in self.threshold.items()},
+            "unit": self.unit,
             "window": self.window,
             "window_start": format_ts(self.window_start_ms),
             "window_end": format_ts(self.window_end_ms),
@@ -151,7 +157,7 @@ class Alert:
             "description": self.description,
             "labels": self.labels,
             "annotations": self.annotations,
-            "sample_event_ids": [_bounded_value(v) for v in self.sample_event_ids],
+            "sample_event_ids": [bounded_value(v) for v in self.sample_event_ids],
         }
         if detected_at_ms is not None:
             out["detected_at"] = format_ts(detected_at_ms)

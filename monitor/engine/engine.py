@@ -10,7 +10,7 @@ same episodes and resolutions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -23,6 +23,7 @@ from monitor.engine.sums import SUM_BOUND
 from monitor.engine.windows import Fire, RuleState
 from monitor.event import Event, getter
 from monitor.rules.loader import CompiledRule, RuleSet
+from monitor.units import format_value, limit_sentence, plain_summary
 
 SWEEP_EVERY_MS = 60_000
 _NEVER = -(2**62)
@@ -33,6 +34,10 @@ class EngineOptions:
     allowed_lateness_ms: int = defaults.ALLOWED_LATENESS_MS
     max_groups_per_rule: int = defaults.MAX_GROUPS_PER_RULE
     distinct_exact_limit: int = defaults.DISTINCT_EXACT_LIMIT
+    # Applied to each event field a template names (path, value), before the value is cut
+    # to the alert's size budget: the daemon's masking (monitor.privacy.Masker.field), which
+    # must see a card number whole to recognise it.
+    template_field: Callable[[str, Any], Any] | None = None
 
 
 def _in_rule_order(fires: list[tuple[int, Fire, Event]]) -> list[tuple[int, Fire, Event]]:
@@ -158,6 +163,7 @@ class Engine:
         else:
             start_ms, end_ms = (end - state.nb + 1) * state.res, (end + 1) * state.res
         window = describe_window(spec.window_ms)
+        limit = limit_sentence(value, {spec.threshold_op: spec.threshold}, spec.unit, window)
         values: dict[str, Any] = {
             **group,
             "value": value,
@@ -165,10 +171,12 @@ class Engine:
             "rule": spec.id,
             "severity": spec.severity,
             "threshold": spec.threshold,
+            "value_text": format_value(value, spec.unit),
+            "limit_text": limit,
         }
-        annotations = {
-            k: render(t, values, lambda name: getter(name)(e)) for k, t in spec.annotations.items()
-        }
+        hook = self.options.template_field
+        lookup = (lambda name: getter(name)(e)) if hook is None else (lambda name: hook(name, getter(name)(e)))
+        annotations = {k: render(t, values, lookup) for k, t in spec.annotations.items()}
         return Alert(
             id=alert_id(spec.id, gvals, fired_at),
             rule=spec.id,
@@ -177,12 +185,13 @@ class Engine:
             group=group,
             value=value,
             threshold={spec.threshold_op: spec.threshold},
+            unit=spec.unit,
             window=window,
             window_start_ms=start_ms,
             window_end_ms=end_ms,
             fired_at_ms=fired_at,
             event_count=fire.events,
-            summary=annotations.get("summary") or spec.description or spec.id,
+            summary=annotations.get("summary") or plain_summary(spec.id, gvals, limit),
             labels=dict(spec.labels),
             annotations=annotations,
             sample_event_ids=fire.samples,

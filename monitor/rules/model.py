@@ -45,3 +45,4 @@ class RuleSpec:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # as written, for /rules and docs
+    unit: str = "events"  # what the aggregate counts (monitor.units): `unit:`, else from the aggregate

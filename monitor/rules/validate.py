@@ -25,6 +25,7 @@ from monitor.rules.model import SEVERITIES, THRESHOLD_OPS, RuleSpec
 from monitor.rules.tables import TableChecks
 from monitor.rules.yamlpos import Path
 from monitor.timeparse import format_duration, parse_duration
+from monitor.units import UNITS, default_unit
 
 __all__ = ["MAX_BUCKETS", "FileDoc", "Validator", "default_resolution"]
 
@@ -34,6 +35,7 @@ _TOP_KEYS = ("lists", "schedules", "actors", "inputs", "rules")
 _RULE_KEYS = (
     "id", "description", "severity", "enabled", "match", "when", "group_by", "window",
     "resolution", "aggregate", "threshold", "suppress", "resolve_after", "labels", "annotations",
+    "unit",
 )  # fmt: skip
 
 
@@ -146,6 +148,7 @@ class Validator(DefinitionChecks, ConditionChecks, TableChecks):
         resolve_after_ms = self._resolve_after(f, path, raw, rid, suppress_ms)
         labels = self._text_map(f, path, raw, "labels", rid, allow_scalars=True)
         annotations = self._text_map(f, path, raw, "annotations", rid, allow_scalars=False)
+        unit = self._unit(f, path, raw, rid, default_unit(aggregate, agg_field))
 
         if rid is None or len(self.problems) > before:
             return None
@@ -156,7 +159,7 @@ class Validator(DefinitionChecks, ConditionChecks, TableChecks):
             group_by=tuple(group_by), window_ms=window_ms, resolution_ms=resolution_ms,
             aggregate=aggregate, aggregate_field=agg_field, threshold_op=threshold_op,
             threshold=threshold, suppress_ms=suppress_ms, resolve_after_ms=resolve_after_ms, labels=labels,
-            annotations=annotations, source=raw,
+            annotations=annotations, source=raw, unit=unit,
         )  # fmt: skip
 
     def _duration(
@@ -253,6 +256,18 @@ class Validator(DefinitionChecks, ConditionChecks, TableChecks):
             else:
                 self._report(f, f.doc.where((*path, key, k)), f"{key}.{k} must be text", rid, code="E-BAD-TYPE")
         return out
+
+    def _unit(self, f: FileDoc, path: Path, raw: dict[str, Any], rid: str | None, default: str) -> str:
+        if "unit" not in raw:
+            return default
+        unit = raw["unit"]
+        if unit not in UNITS:
+            self._report(f, f.doc.where((*path, "unit")),
+                         f"unit must be one of {', '.join(UNITS)}, got {unit!r}"
+                         + (did_you_mean(unit, UNITS) if isinstance(unit, str) else ""),
+                         rid, code="E-BAD-UNIT")  # fmt: skip
+            return default
+        return str(unit)
 
 
 def default_resolution(window_ms: int) -> int:
