@@ -162,45 +162,44 @@ def _run_case(path: Path, case: dict[str, Any], ruleset: RuleSet, result: CaseRe
 
 def _mapped(path: Path, case: dict[str, Any], fmt: Format, result: CaseResult) -> list[MappedBatch]:
     """The case's records through ``fmt``; records are numbered by line (a file) or position."""
-    if "events" in case and "events_file" in case:
-        result.problems.append("give events or events_file, not both")
-        return []
-    if "events_file" in case:
-        target = path.parent / str(case["events_file"])
+    given = _case_input(path, case, result, as_records=True)
+    if isinstance(given, Path):
         try:
-            return list(MappedFileSource([str(target)], fmt).batches())
+            return list(MappedFileSource([str(given)], fmt).batches())
         except OSError as exc:
-            result.problems.append(f"events_file: {exc.strerror or exc}: {target}")
+            result.problems.append(f"events_file: {exc.strerror or exc}: {given}")
             return []
-    events = case.get("events")
-    if not isinstance(events, list):
-        result.problems.append("events must be a list of records")
-        return []
-    try:
-        records = [e.encode() if isinstance(e, str) else orjson.dumps(e) for e in events]
-    except orjson.JSONEncodeError as exc:
-        result.problems.append(f"events: cannot be written as JSON: {exc}")
-        return []
-    return [map_records(fmt, str(path), records)]
+    return [map_records(fmt, str(path), given)] if given else []
 
 
 def _event_lines(path: Path, case: dict[str, Any], result: CaseResult) -> list[bytes]:
+    given = _case_input(path, case, result, as_records=False)
+    if isinstance(given, Path):
+        try:
+            return [ln for ln in given.read_bytes().splitlines() if ln.strip()]
+        except OSError as exc:
+            result.problems.append(f"events_file: {exc.strerror or exc}: {given}")
+            return []
+    return given
+
+
+def _case_input(path: Path, case: dict[str, Any], result: CaseResult, *, as_records: bool) -> Path | list[bytes]:
+    """A case's ``events_file`` (a path beside the test file) or its ``events`` as lines.
+
+    With ``as_records`` (an input format other than jsonl) a string is one raw record as
+    the source wrote it and an object its JSON; otherwise every entry is an event object.
+    """
     if "events" in case and "events_file" in case:
         result.problems.append("give events or events_file, not both")
         return []
     if "events_file" in case:
-        target = path.parent / str(case["events_file"])
-        try:
-            return [ln for ln in target.read_bytes().splitlines() if ln.strip()]
-        except OSError as exc:
-            result.problems.append(f"events_file: {exc.strerror or exc}: {target}")
-            return []
+        return path.parent / str(case["events_file"])
     events = case.get("events")
     if not isinstance(events, list):
-        result.problems.append("events must be a list of event objects")
+        result.problems.append("events must be a list of " + ("records" if as_records else "event objects"))
         return []
     try:
-        return [orjson.dumps(e) for e in events]
+        return [e.encode() if as_records and isinstance(e, str) else orjson.dumps(e) for e in events]
     except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
         result.problems.append(f"events: cannot be written as JSON: {exc}")
         return []
