@@ -61,10 +61,12 @@ CODES: dict[str, str] = {
     "E-UNKNOWN-FORMAT": "an inputs: mapping whose from: names no built-in input format",
     "E-DUPLICATE-INPUT": "a custom input defined twice",
     "E-BUILTIN-FORMAT": "a custom input with the name of a built-in input format",
+    "E-BAD-EXCEPTION": "an exception without a match, until or reason, or with an until that is no date or time",
     # warnings: the set loads, but something in it is probably not what its author meant
     "W-UNUSED-LIST": "a list that no rule uses",
     "W-EMPTY-LIST": "a rule that can never match because a list it needs a value from (in, cidr) is empty",
     "W-EMPTY-SCHEDULE": "a when on a schedule with no hours or no days: inside never holds, outside always does",
+    "W-EXPIRED-EXCEPTION": "an exception whose until has passed: it no longer applies and can be removed",
 }
 
 Severity = Literal["error", "warning"]

@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 
 import orjson
 
-from monitor.engine.alert import truncate
+from monitor.text import truncate
 
 Unit = Literal["rows", "bytes", "customers", "events"]
 UNITS: tuple[str, ...] = get_args(Unit)

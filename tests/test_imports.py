@@ -54,6 +54,8 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
             visit(child)
 
     visit(ast.parse(path.read_text(), str(path)))
+    # Importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__`` first, and what they import.
+    found |= {m.rsplit(".", k)[0] for m in list(found) for k in range(1, m.count(".") + 1)}
     return {m for m in found if m in modules and m != name}
 
 

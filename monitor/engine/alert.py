@@ -27,12 +27,12 @@ from typing import Any
 
 import orjson
 
+from monitor.text import VALUE_MAX_BYTES, truncate
 from monitor.timeparse import format_duration, format_ts
 
 SCHEMA_VERSION = 1
 _FLOAT_MAX = sys.float_info.max
 _OWN_EPISODE = -(2**63)  # episode_start_ms not given: the alert opens its own episode
-VALUE_MAX_BYTES = 1024
 ALERT_MAX_BYTES = 64 * 1024
 _TEXT_STEPS = (4096, 256)  # what summary, description, labels and annotations are cut to when over budget
 
@@ -59,16 +59,6 @@ def _number(v: Any) -> Any:
     if isinstance(v, int) and not isinstance(v, bool) and not (-(2**63) <= v < 2**64):
         return float(v) if abs(v) <= _FLOAT_MAX else math.copysign(_FLOAT_MAX, v)
     return v
-
-
-def truncate(text: str, limit: int = VALUE_MAX_BYTES) -> str:
-    """``text`` cut to ``limit`` bytes of UTF-8, marked with its full length when cut."""
-    if len(text) * 4 <= limit:  # no need to encode: cannot be over
-        return text
-    data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= limit:
-        return text
-    return data[:limit].decode("utf-8", "ignore") + f"...[truncated, {len(data)} bytes]"
 
 
 def bounded_value(v: Any, limit: int = VALUE_MAX_BYTES) -> Any:

@@ -123,6 +123,8 @@ def _rule_block(
     if rule.spec.when is not None:
         kind, schedule = rule.spec.when
         terms.append(f"({src.const(schedule.contains, 'S', rule.id)}(ts) is {kind == 'inside'})")
+    if rule.excepted is not None:
+        terms.append(f"not {src.const(rule.excepted, 'X', rule.id)}(e, ts)")
     cond = " and ".join(terms) or "True"
     src.emit(depth, f"if {cond}:")
     spec = rule.spec

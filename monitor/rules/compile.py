@@ -49,9 +49,11 @@ def index_choice(spec: RuleSpec, preferred: list[str]) -> Condition | None:
 
 
 def compile_test(
-    conditions: list[Condition], when: Any, mismatch: Tally
+    conditions: list[Condition], when: Any, mismatch: Tally,
+    excepted: Callable[[Event, int], bool] | None = None,
 ) -> Callable[[Event, int], bool]:
-    """All conditions (AND) plus the schedule, as one callable of (event, event time)."""
+    """All conditions (AND) plus the schedule and no live exception, as one callable of
+    (event, event time)."""
     checks = tuple(compile_condition(c, mismatch) for c in conditions)
     sched = None
     if when is not None:
@@ -67,6 +69,8 @@ def compile_test(
         for c in checks:
             if not c(e):
                 return False
-        return sched is None or sched(ts)
+        if sched is not None and not sched(ts):
+            return False
+        return excepted is None or not excepted(e, ts)
 
     return test

@@ -45,6 +45,7 @@ class FileDoc:
 class ValidationContext:
     """The state of validating one rule set; lists and schedules are shared by all files."""
 
+    now_ms: int = 0  # wall time, for warnings about what has expired (exceptions)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     lists: dict[str, list[Any]] = field(default_factory=dict)

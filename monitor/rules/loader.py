@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from monitor.inputs.custom import CustomInput
 from monitor.problems import sort_key
 from monitor.rules.compile import compile_test, index_choice, threshold_check
 from monitor.rules.errors import Pos, Problem, RuleLoadError
+from monitor.rules.exceptions import compile_exceptions
 from monitor.rules.model import Condition, RuleSpec
 from monitor.rules.schedule import Schedule
 from monitor.rules.validate import FileDoc, Validator
@@ -40,6 +42,7 @@ class CompiledRule:
     index: Condition | None  # the eq/in condition the engine looks the rule up by
     threshold: Callable[[Any], bool]
     mismatch: Tally
+    excepted: Callable[[Event, int], bool] | None = None  # a live exception lets the event through
 
     @property
     def id(self) -> str:
@@ -101,8 +104,9 @@ def hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def load_rules(path: str | Path) -> RuleSet:
-    """Parse, validate and compile every rule file under ``path``."""
+def load_rules(path: str | Path, *, now_ms: int | None = None) -> RuleSet:
+    """Parse, validate and compile every rule file under ``path``; ``now_ms`` (default:
+    the wall clock) is when expired exceptions are judged, for the warning only."""
     root = Path(path)
     try:
         files = rule_files(root)
@@ -110,10 +114,10 @@ def load_rules(path: str | Path) -> RuleSet:
         raise RuleLoadError([Problem(str(root), 1, 1, str(exc).split(": ", 1)[1], code="E-CANNOT-READ")]) from None
     if not files:
         raise RuleLoadError([Problem(str(root), 1, 1, "no rule files (*.yaml, *.yml) found", code="E-NO-RULE-FILES")])
-    return load_texts([(str(p), p.read_bytes()) for p in files])
+    return load_texts([(str(p), p.read_bytes()) for p in files], now_ms=now_ms)
 
 
-def load_texts(sources: list[tuple[str, bytes]]) -> RuleSet:
+def load_texts(sources: list[tuple[str, bytes]], *, now_ms: int | None = None) -> RuleSet:
     problems: list[Problem] = []
     docs: list[FileDoc] = []
     digest = hashlib.sha256()
@@ -128,7 +132,7 @@ def load_texts(sources: list[tuple[str, bytes]]) -> RuleSet:
             docs.append(FileDoc(name, load(text)))
         except YamlProblem as exc:
             problems.append(Problem(name, exc.pos.line, exc.pos.col, exc.message, code=exc.code))
-    validator = Validator()
+    validator = Validator(now_ms=int(time.time() * 1000) if now_ms is None else now_ms)
     specs = validator.validate(docs)
     problems.extend(validator.problems)
     if problems:
@@ -160,14 +164,16 @@ def compile_specs(specs: list[RuleSpec]) -> tuple[CompiledRule, ...]:
         mismatch = Tally()
         index = index_choice(spec, preferred)
         rest = [c for c in spec.conditions if c is not index]
+        excepted = compile_exceptions(spec.exceptions, mismatch)
         out.append(
             CompiledRule(
                 spec=spec,
                 order=order,
-                test=compile_test(rest, spec.when, mismatch),
+                test=compile_test(rest, spec.when, mismatch, excepted),
                 index=index,
                 threshold=threshold_check(spec.threshold_op, spec.threshold),
                 mismatch=mismatch,
+                excepted=excepted,
             )
         )
     return tuple(out)

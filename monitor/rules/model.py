@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.rules.errors import Pos
 from monitor.rules.operators import OPERATORS
 from monitor.rules.schedule import Schedule
+
+if TYPE_CHECKING:
+    from monitor.rules.exceptions import RuleException
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 THRESHOLD_OPS = ("gt", "gte", "lt", "lte", "eq")
@@ -45,4 +48,6 @@ class RuleSpec:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # as written, for /rules and docs
+    # Matches the rule does not count while their event time is before the end (rules/exceptions.py).
+    exceptions: tuple[RuleException, ...] = ()
     unit: str = "events"  # what the aggregate counts (monitor.units): `unit:`, else from the aggregate

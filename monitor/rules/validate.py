@@ -18,9 +18,9 @@ from typing import Any
 
 from monitor import defaults
 from monitor.problems import did_you_mean
-from monitor.rules.conditions import ConditionChecks
 from monitor.rules.context import FIELD, FileDoc, is_number, is_scalar
 from monitor.rules.definitions import DefinitionChecks
+from monitor.rules.exceptions import ExceptionChecks
 from monitor.rules.model import SEVERITIES, THRESHOLD_OPS, RuleSpec
 from monitor.rules.tables import TableChecks
 from monitor.rules.yamlpos import Path
@@ -35,12 +35,12 @@ _TOP_KEYS = ("lists", "schedules", "actors", "inputs", "rules")
 _RULE_KEYS = (
     "id", "description", "severity", "enabled", "match", "when", "group_by", "window",
     "resolution", "aggregate", "threshold", "suppress", "resolve_after", "labels", "annotations",
-    "unit",
+    "unit", "exceptions",
 )  # fmt: skip
 
 
 @dataclass
-class Validator(DefinitionChecks, ConditionChecks, TableChecks):
+class Validator(DefinitionChecks, ExceptionChecks, TableChecks):
     """Validates a set of files as one rule set; lists and schedules are shared by all."""
 
     # -- top level -------------------------------------------------------------------
@@ -126,6 +126,7 @@ class Validator(DefinitionChecks, ConditionChecks, TableChecks):
 
         conditions = self._match(f, path, raw.get("match", {}), rid)
         when = self._when(f, path, raw.get("when"), rid)
+        exceptions = self._exceptions(f, path, raw.get("exceptions"), rid)
         group_by = self._group_by(f, path, raw.get("group_by", []), rid)
 
         window_ms = self._duration(f, path, raw, "window", rid, positive=True)
@@ -159,7 +160,7 @@ class Validator(DefinitionChecks, ConditionChecks, TableChecks):
             group_by=tuple(group_by), window_ms=window_ms, resolution_ms=resolution_ms,
             aggregate=aggregate, aggregate_field=agg_field, threshold_op=threshold_op,
             threshold=threshold, suppress_ms=suppress_ms, resolve_after_ms=resolve_after_ms, labels=labels,
-            annotations=annotations, source=raw, unit=unit,
+            annotations=annotations, source=raw, unit=unit, exceptions=exceptions,
         )  # fmt: skip
 
     def _duration(
