@@ -1,9 +1,11 @@
 """The daemon: config to components, the run loop, and a graceful stop.
 
-One batch at a time: fetch, decode, evaluate, deliver alerts, dead-letter the unusable,
-mark processed, and commit now and then. Everything a batch produced is acknowledged
-before its offsets can be committed, so a crash or a kill at any point loses nothing;
-at worst events are read again and their alerts sent again with the same ids.
+One batch at a time: fetch, decode, evaluate, spool alerts and resolutions, dead-letter
+the unusable, mark processed, and commit now and then. Everything a batch produced is
+fsynced into the spool of every output it is routed to before its offsets can be
+committed, so a crash or a kill at any point loses nothing; each output then delivers
+its spool on its own (:mod:`monitor.outputs.delivery`), and at worst events are read
+again and their alerts sent again with the same ids.
 
 Dependencies (registry, clocks, outputs, streams) are passed in, so a test can build as
 many daemons as it likes in one process; nothing here is global but the signal handlers,
@@ -30,13 +32,15 @@ from monitor.config import Config
 from monitor.decode import Decoder
 from monitor.engine import Engine, EngineOptions
 from monitor.engine.alert import Alert
+from monitor.engine.episodes import Resolution
 from monitor.health import DEGRADED, NOT_READY, Condition, Health, Report
 from monitor.http import HttpServer, Limits
 from monitor.httpauth import TokenAuth
 from monitor.outputs import Delivery, Output, OutputContext, build_outputs
+from monitor.outputs.spool import SpoolError
 from monitor.pipeline import Pipeline
 from monitor.privacy import Masker
-from monitor.retry import Abandoned
+from monitor.retry import Abandoned, RetryPolicy
 from monitor.rules.errors import RuleLoadError
 from monitor.rules.loader import RuleSet, load_rules
 from monitor.sources.kafka import KafkaSource, Records
@@ -59,14 +63,15 @@ class Daemon:
         self.telemetry = Telemetry(self.metrics, self.log)
         self.wall_clock = wall_clock
         self.exit_now = exit_now
-        self.outputs = outputs if outputs is not None else build_outputs(
-            config.outputs, OutputContext(kafka=config.kafka, stdout=stdout)
-        )
+        context = OutputContext(kafka=config.kafka, stdout=stdout, max_future_skew_ms=config.engine.max_future_skew)
+        self.outputs = outputs if outputs is not None else build_outputs(config.outputs, context)
         k = config.kafka
         self.stopping = asyncio.Event()
         self.healthy = Health()
-        self.delivery = Delivery(self.outputs, self.telemetry, stopping=self.stopping, health=self.healthy,
-                                 backoff_initial=k.retry_backoff / 1000, backoff_max=k.retry_backoff_max / 1000)  # fmt: skip
+        policy = RetryPolicy(initial=k.retry_backoff / 1000, maximum=k.retry_backoff_max / 1000)
+        self.delivery = Delivery(self.outputs, self.telemetry, config.state.dir / "spool",
+                                 max_bytes=config.spool.max_bytes, policy=policy, health=self.healthy,
+                                 open_records=self._open_records, clock=wall_clock)  # fmt: skip
         self.source = KafkaSource(k, self.telemetry, before_commit=self._flush_outputs)
         self.healthy.watch("lifecycle", self._lifecycle_condition)
         self.healthy.watch("source", self.source.condition)
@@ -79,7 +84,7 @@ class Daemon:
         self.recent: deque[dict[str, Any]] = deque(maxlen=config.http.recent_alerts)
         self.http_port: int | None = None
         self._signals = 0
-        self._unflushed = False
+        self._last_events = time.monotonic()  # when a fetch last brought records
 
     # ---------------------------------------------------------- Status for monitor.http
 
@@ -94,11 +99,14 @@ class Daemon:
         return None
 
     def _outputs_condition(self) -> Condition | None:
-        if not self.delivery.failing:
-            return None
-        failing = ", ".join(f"{name} ({error})" for name, error in sorted(self.delivery.failing.items()))
-        # Outputs start before the source: until they can, that is the reason to show.
-        return Condition(DEGRADED, "failing outputs (retrying): " + failing)
+        full, failing = self.delivery.full, self.delivery.failing
+        reasons = []
+        if full:
+            reasons.append("spool full, consumption paused until it drains: " + ", ".join(full))
+        if failing:
+            reasons.append("failing outputs (retrying, alerts spooled): "
+                           + ", ".join(f"{name} ({error})" for name, error in sorted(failing.items())))  # fmt: skip
+        return Condition(DEGRADED, "; ".join(reasons)) if reasons else None
 
     def rules(self) -> dict[str, Any] | None:
         rs = self.ruleset
@@ -166,6 +174,15 @@ class Daemon:
                                 template_field=self.masker.field)  # fmt: skip
         self.engine = Engine(rs, options)
         self.pipeline = Pipeline(self.decoder, self.engine, self.telemetry)
+        try:  # before anything is consumed: a spool that cannot be written is fatal now
+            self.delivery.open()
+        except SpoolError as exc:
+            self.log.error("spool_unavailable", state_dir=str(c.state.dir), error=str(exc))
+            return EXIT_FAILED
+        if unrouted := self.delivery.unrouted_severities():
+            self.log.warning("severities_unrouted", severities=unrouted,
+                             detail="no output's match: takes alerts of these severities; they are counted "
+                                    "in exfil_monitor_alerts_unrouted_total and go nowhere")  # fmt: skip
         host, port = c.http.host_port
         h = c.http
         limits = Limits(header_timeout=h.header_timeout / 1000, keepalive_timeout=h.keepalive_timeout / 1000,
@@ -182,39 +199,62 @@ class Daemon:
         self.telemetry.lifecycle("http_listening", host=host, port=self.http_port, max_connections=http.cap,
                                  auth="token" if auth else "none")  # fmt: skip
         try:
-            if await self._until_stopping(self.delivery.start()) and await self.source.start(self.stopping):
+            await self.delivery.start()  # each output's drain starts its output on its own
+            if await self.source.start(self.stopping):
                 self.telemetry.lifecycle("running")
                 await self._loop()
-        except Abandoned as exc:  # stopping while an output or the broker kept failing
+        except Abandoned as exc:  # stopping while the broker kept failing (dead letters)
             self.telemetry.lifecycle("batch_abandoned", reason=str(exc))
         finally:
             await self.source.stop()
-            await self.delivery.stop()
+            await self.delivery.stop(grace=c.spool.drain_timeout / 1000)
             await http.stop()
         self.telemetry.lifecycle("stopped", events=self.events_total, alerts=self.alerts_total)
         return EXIT_OK
 
-    async def _until_stopping(self, work: Any) -> bool:
-        """Run ``work`` unless a stop comes first; True if it finished."""
-        task = asyncio.ensure_future(work)
-        stop = asyncio.ensure_future(self.stopping.wait())
-        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if task.done():
-            task.result()
-            return True
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        return False
-
     async def _loop(self) -> None:
         source = self.source
         while not self.stopping.is_set():
+            self._pause_while_full()
             records = await source.fetch()
             if records:
+                self._last_events = time.monotonic()
                 async with source.lock:
                     await self._process(source.owned(records))
+            elif not source.paused:
+                await self._resolve_idle()
             await source.maybe_commit()
+
+    def _pause_while_full(self) -> None:
+        """A full spool stops fetching (never drops): the partitions are paused until it drains."""
+        full = self.delivery.full
+        if full and not self.source.paused:
+            self.source.pause()
+            self.telemetry.consumption_paused(full)
+        elif not full and self.source.paused:
+            self.source.resume()
+            self.telemetry.consumption_resumed()
+
+    async def _resolve_idle(self) -> None:
+        """With the source caught up and quiet, event time stands still: resolutions the
+        wall clock has passed go out now, with their event-time resolved_at."""
+        engine = self.engine
+        if engine is None or not engine.open_episodes():
+            return
+        if time.monotonic() - self._last_events < self.config.engine.idle_resolve_after / 1000:
+            return
+        if not self.source.caught_up():
+            return
+        async with self.source.lock:
+            now_ms = int(self.wall_clock() * 1000)
+            self._spool([], engine.resolve_idle(now_ms), now_ms)
+
+    def _open_records(self) -> list[dict[str, Any]]:
+        """The open episodes' alerts, masked as they first went out: what re-sends carry."""
+        engine = self.engine
+        if engine is None:
+            return []
+        return [self.masker.alert(ep.record()) for ep in engine.open_episodes()]
 
     async def _process(self, records: Records) -> None:
         """One batch, start to acknowledged. Runs under the source's lock, so a rebalance
@@ -248,10 +288,7 @@ class Daemon:
         alerts = pipeline.evaluate(good_all, clock=clock, started=t0, newest_ms=newest, now_ms=now_ms)
         for tp, (_, hi) in spans.items():
             self.source.observe(tp, hi)
-        if alerts:
-            alerts = self._fired(alerts)
-            await self.delivery.send(alerts)
-            self._unflushed = True
+        self._spool(alerts, self.engine.resolutions() if self.engine is not None else [], now_ms)
         await self.source.dead_letter(dead)
         self.source.processed(records)
 
@@ -263,20 +300,27 @@ class Daemon:
     def alerts_total(self) -> int:
         return sum(self.pipeline.counts.alerts.values()) if self.pipeline is not None else 0
 
-    def _fired(self, alerts: list[Alert]) -> list[Alert]:
-        """The batch's alerts masked (``privacy``), logged and kept for ``/alerts``: what
-        every output is then given, so none can send what was not masked."""
-        masked = [self.masker.mask_alert(a) for a in alerts]
-        for a in masked:
-            self.telemetry.alert_fired(a)
-            self.recent.append(a.to_dict())
-        return masked
+    def _spool(self, alerts: list[Alert], resolutions: list[Resolution], now_ms: int) -> None:
+        """The batch's alerts and resolutions masked (``privacy``), logged, kept for
+        ``/alerts`` and spooled for every output they are routed to: what the outputs
+        are given, so none can send what was not masked."""
+        records = []
+        for a in alerts:
+            m = self.masker.mask_alert(a)
+            self.telemetry.alert_fired(m)
+            record = m.to_dict(detected_at_ms=now_ms)
+            self.recent.append(record)
+            records.append(record)
+        for r in resolutions:
+            record = self.masker.alert(r.to_dict(detected_at_ms=now_ms))
+            self.telemetry.alert_resolved(record)
+            records.append(record)
+        self.delivery.submit(records)
 
     async def _flush_outputs(self) -> None:
-        """Before a commit: make delivered alerts durable (fsync) if any came since the last."""
-        if self._unflushed:
-            await self.delivery.flush()
-            self._unflushed = False
+        """Before a commit: the spools hold what the committed events raised (submit
+        fsyncs already; this keeps the promise should that ever change)."""
+        self.delivery.flush()
 
 
 def _where(tp: Any, recs: list[Any]) -> Callable[[int], str]:

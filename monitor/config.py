@@ -23,14 +23,16 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from monitor import configload, defaults
 from monitor.configload import ENV_PREFIX as ENV_PREFIX
 from monitor.configload import ConfigError as ConfigError
-from monitor.configtypes import Duration, KeyProblem, Model, PositiveInt, RelPath
+from monitor.configtypes import ByteSize, Duration, KeyProblem, Model, PositiveInt, RelPath
 from monitor.kafka_client import KafkaConfig as KafkaConfig
 from monitor.kafka_client import SaslConfig as SaslConfig
 from monitor.kafka_client import SslConfig as SslConfig
 from monitor.outputs import OUTPUT_MODELS as OUTPUT_MODELS
 from monitor.outputs import OutputConfig as OutputConfig
+from monitor.outputs.alertmanager import AlertmanagerConfig as AlertmanagerConfig
 from monitor.outputs.file import FileOutputConfig as FileOutputConfig
 from monitor.outputs.kafka import KafkaOutputConfig as KafkaOutputConfig
+from monitor.outputs.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from monitor.outputs.stdout import StdoutOutputConfig as StdoutOutputConfig
 from monitor.privacy import PrivacyConfig as PrivacyConfig
 from monitor.secrets import resolve_secret
@@ -46,6 +48,9 @@ class EngineConfig(Model):
     max_future_skew: Duration = defaults.MAX_FUTURE_SKEW_MS
     max_groups_per_rule: PositiveInt = defaults.MAX_GROUPS_PER_RULE
     distinct_exact_limit: PositiveInt = defaults.DISTINCT_EXACT_LIMIT
+    # A source idle this long (caught up, no events) lets resolutions whose resolved_at
+    # the wall clock has passed go out, at that same resolved_at (monitor.engine.episodes).
+    idle_resolve_after: Duration = Field(default=30_000, gt=0)
 
 
 class HttpConfig(Model):
@@ -96,10 +101,20 @@ class StateConfig(Model):
     dir: RelPath = Path(".exfil-monitor")
 
 
+class SpoolConfig(Model):
+    # Each output's undelivered records, under state.dir/spool/<output> (monitor.outputs.spool).
+    # A full spool pauses consumption until it drains; nothing is dropped.
+    max_bytes: ByteSize = DEFAULT_SPOOL_BYTES
+    # How long a stop waits for the outputs to deliver what is spooled (the rest waits
+    # for the next start).
+    drain_timeout: Duration = Field(default=10_000, ge=0)
+
+
 class Config(Model):
     kafka: KafkaConfig
     rules: RulesConfig
     state: StateConfig = StateConfig()
+    spool: SpoolConfig = SpoolConfig()
     engine: EngineConfig = EngineConfig()
     outputs: list[OutputConfig] = Field(default_factory=lambda: [StdoutOutputConfig(type="stdout")])  # type: ignore[arg-type]
     http: HttpConfig = HttpConfig()

@@ -8,6 +8,7 @@ Kafka settings in :mod:`monitor.kafka_client`); they all build on these, and
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +33,20 @@ def _relative(v: Path | None, info: ValidationInfo) -> Path | None:
     return Path(os.path.normpath(Path(base) / v))
 
 
+_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+_SIZE = re.compile(r"\s*(\d+)\s*([a-zA-Z]*)\s*")
+
+
+def parse_size(v: Any) -> Any:
+    """``256MiB``, ``1GB`` or a number of bytes; anything else is left for pydantic to refuse."""
+    if isinstance(v, str):
+        m = _SIZE.fullmatch(v)
+        if m is None or m.group(2).lower() not in _UNITS:
+            raise ValueError(f"expected a size such as 256MiB, 1GB or 1048576 (bytes), got {v!r}")
+        return int(m.group(1)) * _UNITS[m.group(2).lower()]
+    return v
+
+
 def _comma_list(v: Any) -> Any:
     if isinstance(v, str):
         return [part.strip() for part in v.split(",") if part.strip()]
@@ -42,6 +57,7 @@ Duration = Annotated[int, BeforeValidator(parse_duration)]  # milliseconds
 RelPath = Annotated[Path, AfterValidator(_relative)]
 TextList = Annotated[list[str], BeforeValidator(_comma_list)]
 PositiveInt = Annotated[int, Field(gt=0)]
+ByteSize = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 
 
 class Model(BaseModel):

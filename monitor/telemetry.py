@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any
 
 import orjson
@@ -94,10 +94,37 @@ class Metrics:
             f"{p}partitions_assigned", "Partitions this instance was given by its consumer group.", registry=r
         )
         self.commits = Counter(f"{p}commits", "Offset commits, by outcome.", ["outcome"], registry=r)
-        self.alerts_parked = Counter(
-            f"{p}alerts_parked", "Alerts an output refused for good (too large), parked instead of retried.",
+        self.alerts_rejected = Counter(
+            f"{p}alerts_rejected", "Records an output's receiver refused for good, parked in its spool.",
             ["output"], registry=r,
         )  # fmt: skip
+        self.alerts_unrouted = Counter(
+            f"{p}alerts_unrouted", "Alert records no output's match: took, by severity.", ["severity"], registry=r
+        )
+        self.alerts_resolved = Counter(f"{p}alerts_resolved", "Episodes resolved.", ["rule", "severity"], registry=r)
+        self.output_failures = Counter(
+            f"{p}output_failures", "Failed delivery attempts, by output and reason.", ["output", "reason"], registry=r
+        )
+        self.output_retries = Counter(
+            f"{p}output_retries", "Delivery attempts scheduled again after a failure.", ["output"], registry=r
+        )
+        self.output_resends = Counter(
+            f"{p}output_resends", "Re-sends of the open episodes, by output and outcome.",
+            ["output", "outcome"], registry=r,
+        )  # fmt: skip
+        self.spool_depth = Gauge(f"{p}output_spool_depth", "Records spooled, not yet delivered.", ["output"], registry=r)
+        self.spool_bytes = Gauge(
+            f"{p}output_spool_bytes", "Bytes of the undelivered records in the spool.", ["output"], registry=r
+        )
+        self.spool_max_bytes = Gauge(
+            f"{p}output_spool_max_bytes", "The spool's bound (spool.max_bytes).", ["output"], registry=r
+        )
+        self.spool_oldest = Gauge(
+            f"{p}output_oldest_undelivered_seconds", "Age of the oldest undelivered record.", ["output"], registry=r
+        )
+        self.consumption_paused = Gauge(
+            f"{p}consumption_paused", "1 while consumption waits for a full spool to drain.", registry=r
+        )
         self.http_refused = Counter(
             f"{p}http_refused", "HTTP connections closed by the server's bounds, by reason.", ["reason"], registry=r
         )
@@ -248,11 +275,75 @@ class Telemetry:
             group=d["group"], value=alert.value, fired_at=d["fired_at"], summary=d["summary"],
         )  # fmt: skip
 
+    def alert_resolved(self, record: Mapping[str, Any]) -> None:
+        self.metrics.alerts_resolved.labels(rule=record["rule"], severity=record["severity"]).inc()
+        self.log.info("alert_resolved", alert_id=record["id"], rule=record["rule"], severity=record["severity"],
+                      group=record.get("group"), resolved_at=record.get("resolved_at"))  # fmt: skip
+
     def outputs_declared(self, names: Iterable[str]) -> None:
+        m = self.metrics
         for name in names:
             for outcome in ("success", "error"):
-                self.metrics.output_sends.labels(output=name, outcome=outcome)
-            self.metrics.alerts_parked.labels(output=name)
+                m.output_sends.labels(output=name, outcome=outcome)
+                m.output_resends.labels(output=name, outcome="success" if outcome == "success" else "error")
+            m.alerts_rejected.labels(output=name)
+            m.output_retries.labels(output=name)
+        for severity in ("critical", "high", "medium", "low", "info"):
+            m.alerts_unrouted.labels(severity=severity)
+
+    def spool_opened(self, output: str, spool: Any) -> None:
+        """The spool's gauges read it when scraped, so they are never stale."""
+        m = self.metrics
+        m.spool_depth.labels(output=output).set_function(lambda: spool.depth)
+        m.spool_bytes.labels(output=output).set_function(lambda: spool.bytes)
+        m.spool_max_bytes.labels(output=output).set(spool.max_bytes)
+        m.spool_oldest.labels(output=output).set_function(spool.oldest_age)
+        if spool.torn_bytes:
+            self.log.warning("spool_recovered", output=output, torn_bytes=spool.torn_bytes,
+                             detail="a torn or damaged tail was cut off; the entries before it are kept")  # fmt: skip
+        if spool.depth:
+            self.log.info("spool_pending", output=output, records=spool.depth, bytes=spool.bytes)
+
+    def output_failed(self, output: str, reason: str, error: str, n: int) -> None:
+        """One attempt failed; it will be retried (the records stay spooled)."""
+        self.metrics.output_failures.labels(output=output, reason=reason).inc()
+        self.output_result(output, "error", n, error=error)
+
+    def output_retry(self, output: str, delay: float) -> None:
+        self.metrics.output_retries.labels(output=output).inc()
+
+    def output_resend(self, output: str, n: int, outcome: str, error: str | None = None) -> None:
+        self.metrics.output_resends.labels(output=output, outcome="success" if outcome == "success" else "error").inc()
+        if error is not None:
+            self.metrics.output_failures.labels(output=output, reason=outcome).inc()
+            ok, suppressed = self.limiter.allow(f"resend:{output}")
+            if ok:
+                self.log.error("output_resend_failed", output=output, records=n, reason=outcome, error=error,
+                               suppressed=suppressed)  # fmt: skip
+
+    def alert_rejected(self, output: str, record: Mapping[str, Any], answer: str) -> None:
+        self.metrics.alerts_rejected.labels(output=output).inc()
+        self.log.error("alert_rejected", output=output, alert_id=record.get("id"), rule=record.get("rule"),
+                       type=record.get("type"), answer=answer[:300],
+                       detail="parked in the output's spool, never retried")  # fmt: skip
+
+    def alert_unrouted(self, record: Mapping[str, Any]) -> None:
+        severity = str(record.get("severity"))
+        self.metrics.alerts_unrouted.labels(severity=severity).inc()
+        ok, suppressed = self.limiter.allow(f"unrouted:{severity}")
+        if ok:
+            self.log.warning("alert_unrouted", alert_id=record.get("id"), rule=record.get("rule"),
+                             severity=severity, type=record.get("type"), suppressed=suppressed,
+                             detail="no output's match: takes it")  # fmt: skip
+
+    def consumption_paused(self, outputs: Sequence[str]) -> None:
+        self.metrics.consumption_paused.set(1)
+        self.log.warning("consumption_paused", outputs=list(outputs),
+                         detail="spool full (spool.max_bytes): fetching resumes when it drains")  # fmt: skip
+
+    def consumption_resumed(self) -> None:
+        self.metrics.consumption_paused.set(0)
+        self.log.info("consumption_resumed")
 
     def output_result(self, output: str, outcome: str, n: int = 1, error: str | None = None) -> None:
         self.metrics.output_sends.labels(output=output, outcome=outcome).inc(n)
@@ -260,11 +351,6 @@ class Telemetry:
             ok, suppressed = self.limiter.allow(f"output:{output}")
             if ok:
                 self.log.error("output_failed", output=output, error=error, suppressed=suppressed)
-
-    def alert_parked(self, output: str, alert: Any, error: str) -> None:
-        self.metrics.alerts_parked.labels(output=output).inc()
-        self.log.error("alert_parked", output=output, alert_id=alert.id, rule=alert.rule,
-                       bytes=len(alert.to_json()), error=error[:300])  # fmt: skip
 
     def http_refused(self, reason: str, detail: str) -> None:
         self.metrics.http_refused.labels(reason=reason).inc()

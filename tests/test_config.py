@@ -153,7 +153,7 @@ def test_output_problems_point_into_the_list(tmp_path: Path) -> None:
           - type: stdout
         """))  # fmt: skip
     assert problems(path) == [
-        f"{path}:7:5: outputs.0: unknown output type 'pager' (known: 'stdout', 'file', 'kafka')",
+        f"{path}:7:5: outputs.0: unknown output type 'pager' (known: 'stdout', 'file', 'kafka', 'alertmanager')",
         f"{path}:8:5: outputs.1: missing required key 'path'",
         f"{path}:11:5: outputs.2: unknown key 'bootstrap_server' (did you mean 'bootstrap_servers'?)",
     ]

@@ -26,7 +26,10 @@ from monitor.engine.alert import Alert
 from monitor.health import READY, Report
 from monitor.http import HttpServer
 from monitor.outputs import Delivery, Output
+from monitor.outputs.base import Record
+from monitor.outputs.spool import Spool
 from monitor.outputs.stdout import StdoutOutput
+from monitor.retry import RetryPolicy
 from monitor.rules.loader import load_rules
 from monitor.sources.kafka import KafkaSource
 from monitor.telemetry import Metrics, Telemetry, configure_logging
@@ -120,15 +123,17 @@ async def test_an_alert_whose_sum_exceeds_64_bits_does_not_stall_delivery(tmp_pa
     )
     assert [a.value for a in alerts] == [2**64 + 4999]
     out = io.BytesIO()
-    delivery = Delivery(
-        [StdoutOutput(stream=out)], telemetry(), backoff_initial=0.01, backoff_max=0.05
-    )
+    delivery = Delivery([StdoutOutput(stream=out)], telemetry(), tmp_path / "spool",
+                        policy=RetryPolicy(initial=0.01, maximum=0.05))  # fmt: skip
     await delivery.start()
     try:
+        delivery.submit([a.to_dict() for a in alerts])  # orjson must take the record
         async with asyncio.timeout(2):
-            await delivery.send(alerts)
+            await delivery.drained()
     except TimeoutError:
         pytest.fail(f"delivery never completes: {delivery.failing}")
+    finally:
+        await delivery.stop()
     assert len(out.getvalue().splitlines()) == 1
 
 
@@ -241,34 +246,6 @@ def test_topics_that_include_a_kafka_outputs_topic_are_rejected_on_the_same_clus
         load_config(path, {})
 
 
-async def test_a_stop_abandons_a_delivery_that_keeps_failing() -> None:
-    """Once stopping, a failed attempt is not retried: the batch is given up, not delivered."""
-    from monitor.outputs.base import Abandoned
-
-    class Broken(Output):
-        kind = "broken"
-        attempts = 0
-
-        async def _open(self) -> None:
-            return None
-
-        async def _send(self, alerts: Sequence[Alert]) -> None:
-            self.attempts += 1
-            raise OSError("no space left")
-
-    stopping = asyncio.Event()
-    broken = Broken("broken")
-    delivery = Delivery([broken], telemetry(), backoff_initial=60, backoff_max=60, stopping=stopping)
-    await delivery.start()
-    alert = Engine(load_rules_text(PROBE_RULE)).process([(event(1, 1000), 1000)])
-    task = asyncio.ensure_future(delivery.send(alert))
-    await asyncio.sleep(0.05)
-    assert broken.attempts == 1 and not task.done()  # waiting out its backoff
-    stopping.set()
-    with pytest.raises(Abandoned):
-        await asyncio.wait_for(task, 2)
-
-
 def test_an_invalid_topic_pattern_is_a_config_error(tmp_path: Path) -> None:
     """Otherwise ``re.compile`` fails inside ``consumer.subscribe`` at run time: 'crashed', exit 1."""
     path = write_config(
@@ -338,14 +315,14 @@ async def _committed(bootstrap: str, topic: str, group: str) -> int | None:
 
 
 @pytest.mark.kafka
-async def test_sigterm_while_an_output_fails_stops_without_committing_the_batch(
+async def test_sigterm_while_an_output_fails_stops_commits_and_keeps_the_alert_spooled(
     tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: TopicFactory
 ) -> None:
     """A SIGTERM while an output keeps failing (here: a file output on /dev/full, ENOSPC)
-    is ignored: ``_loop`` only looks at ``stopping`` between batches and ``Delivery``
-    retries forever, so the daemon never commits what it did process, never leaves the
-    group and is SIGKILLed by the orchestrator. The batch in hand can be abandoned
-    (not marked processed), which keeps at-least-once."""
+    used to be ignored: delivery retried forever inside the batch, so the daemon never
+    committed, never left the group and was SIGKILLed by the orchestrator. With a spool
+    per output the batch is done once its alert is fsynced there: the stop commits it,
+    and the alert waits in the output's spool for the next start."""
     topic = kafka_topic_factory(1)
     config = write_config(tmp_path, {"bootstrap_servers": kafka_bootstrap, "topics": [topic]},
                           rules_dir(tmp_path, PROBE_RULE), [{"type": "file", "path": "/dev/full"}])  # fmt: skip
@@ -353,12 +330,14 @@ async def test_sigterm_while_an_output_fails_stops_without_committing_the_batch(
     run = _Running(config)
     try:
         await _until(lambda: bool(run.daemon.delivery.failing), 30, "the output to fail")
+        assert "No space left" in run.daemon.delivery.failing["file"]
         assert await run.stop_within(10), "SIGTERM ignored while an output fails"
         assert run.task.result() == EXIT_OK
         group = run.daemon.config.kafka.group_id
-        assert (await _committed(kafka_bootstrap, topic, group)) in (None, 0), (
-            "undelivered alert committed"
-        )
+        assert (await _committed(kafka_bootstrap, topic, group)) == 1, "the spooled batch is committed"
+        with Spool(run.daemon.config.state.dir / "spool" / "file") as spool:
+            [entry] = spool.peek()
+        assert orjson.loads(entry.data)["rule"] == "every-event"
     finally:
         await run.kill()
 
@@ -422,10 +401,10 @@ class GateOutput(Output):
     async def _open(self) -> None:
         return None
 
-    async def _send(self, alerts: Sequence[Alert]) -> None:
+    async def _send(self, records: Sequence[Record]) -> None:
         self.entered.set()
         await self.release.wait()
-        self.ids.extend(a.id for a in alerts)
+        self.ids.extend(r["id"] for r in records if r["type"] == "alert")
 
 
 @pytest.mark.kafka
@@ -578,7 +557,7 @@ async def test_an_alert_the_broker_refuses_is_parked_and_later_alerts_and_commit
     try:
         group = run.daemon.config.kafka.group_id
         try:
-            await _until(lambda: run.daemon.delivery.parked_total.get("kafka") == 1, 30, "the big alert to be parked")
+            await _until(lambda: getattr(run.daemon.delivery.spools.get("kafka"), "parked", 0) == 1, 30, "the big alert to be parked")
         except AssertionError:
             pytest.fail(f"not parked; the daemon log ends:\n{run.stderr.getvalue()[-3000:]}")
         consumer = AIOKafkaConsumer(alerts_topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
@@ -593,17 +572,16 @@ async def test_an_alert_the_broker_refuses_is_parked_and_later_alerts_and_commit
             assert time.monotonic() < deadline, "the commit waited behind the parked alert"
             await asyncio.sleep(0.2)
         m = run.daemon.metrics.registry
-        assert m.get_sample_value("exfil_monitor_alerts_parked_total", {"output": "kafka"}) == 1
+        assert m.get_sample_value("exfil_monitor_alerts_rejected_total", {"output": "kafka"}) == 1
         report = run.daemon.health()
         assert report.status == "degraded" and report.ready
-        assert any("kafka parked 1 alert" in r for r in report.reasons), report
-        (parked,) = run.log("alert_parked")
-        assert parked["output"] == "kafka" and "MessageSizeTooLarge" in parked["error"]
-        assert parked["bytes"] > 3000
+        assert any("kafka rejected 1 record" in r for r in report.reasons), report
+        (parked,) = run.log("alert_rejected")
+        assert parked["output"] == "kafka" and "MessageSizeTooLarge" in parked["answer"]
         fired = [a for a in run.log("alert") if "truncated" in a["summary"]]
         assert fired and "[truncated, 358400 bytes]" in fired[0]["group"]["actor.name"]
         lines = [orjson.loads(x) for x in run.stdout.getvalue().splitlines()]
-        assert len(lines) == 2  # stdout has both: parking is per output
+        assert len([x for x in lines if x["type"] == "alert"]) == 2  # stdout has both: parking is per output
     finally:
         await run.kill()
 

@@ -177,11 +177,3 @@ async def test_wait_or_stop() -> None:
     assert await wait_or_stop(None, 0.0) is False
     stopping.set()
     assert await wait_or_stop(stopping, 60) is True
-
-
-def test_the_names_outputs_base_exports_today_are_here() -> None:
-    from monitor.outputs import base
-
-    for name in ("Abandoned", "Backoff", "wait_or_stop"):
-        assert hasattr(base, name)
-    assert Backoff(1, 4, rng=lambda: 0.5).next() == base.Backoff(1, 4, rng=lambda: 0.5).next()

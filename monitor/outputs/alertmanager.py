@@ -1,4 +1,4 @@
-"""The Alertmanager output: API v2 payloads, and a sender with one queue per URL.
+"""The Alertmanager output: API v2 payloads, and one output per URL.
 
 Alertmanager identifies an alert by its label set, so the payload functions here are
 pure and derive the labels from the alert record alone: the first send, every re-send
@@ -8,32 +8,32 @@ Prometheus does: an open alert is re-sent every ``resend_interval`` and stays ac
 while the lease runs; if the daemon dies, Alertmanager resolves it when the lease ends.
 
 Every URL gets every alert (Alertmanager instances deduplicate notifications among
-themselves), each through its own queue and task, so one instance that is down or slow
-never holds back another. A queue keeps only the newest state of each alert (by label
-set): a long outage costs one entry per open alert, not one per re-send.
+themselves), each as an output of its own with its own spool and drain
+(:mod:`monitor.outputs.drain`), so one instance that is down or slow never holds back
+another. Re-sends come from the engine's open episodes, not from the spool, so a long
+outage costs the spool nothing beyond the first send and the resolution of each alert.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import aiohttp
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from monitor.outputs.routing import MatchSpec
-from monitor.retry import Abandoned, Outcome, RetryPolicy, Verdict, classify_status, retry
-from monitor.timeparse import format_ts, parse_duration, parse_ts
+from monitor.configtypes import Duration
+from monitor.outputs.base import Output, OutputConfigBase, Record, raise_for
+from monitor.retry import classify_status
+from monitor.timeparse import format_ts, parse_ts
 
 __all__ = [
     "WATCHDOG",
     "AlertmanagerConfig",
-    "AlertmanagerSender",
+    "AlertmanagerOutput",
     "alert_annotations",
     "alert_labels",
     "firing",
@@ -47,26 +47,17 @@ API_PATH = "/api/v2/alerts"
 WATCHDOG = "ExfilMonitorWatchdog"
 _NOT_LABEL = re.compile(r"[^a-zA-Z0-9_]")
 
-Duration = Annotated[int, BeforeValidator(parse_duration)]  # milliseconds
 
 
-class AlertmanagerConfig(BaseModel):
+class AlertmanagerConfig(OutputConfigBase):
     """``type: alertmanager`` under ``outputs:``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     type: Literal["alertmanager"]
-    name: str | None = None  # the metric label; defaults to the type
     urls: list[str] = Field(min_length=1)
     resend_interval: Duration = 60_000
     generator_url: str | None = None
-    match: MatchSpec | None = None
     watchdog: bool = False
-    timeout: Duration = 10_000
-
-    @property
-    def label(self) -> str:
-        return self.name or self.type
+    send_timeout: Duration = 10_000
 
     @field_validator("urls")
     @classmethod
@@ -78,7 +69,7 @@ class AlertmanagerConfig(BaseModel):
             raise ValueError("a URL is listed twice: every URL gets every alert already")
         return [u.rstrip("/") for u in v]
 
-    @field_validator("resend_interval", "timeout")
+    @field_validator("resend_interval", "send_timeout")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v <= 0:
@@ -192,187 +183,82 @@ def watchdog(*, started_ms: int, now_ms: int, lease: int,
 # -- sending ---------------------------------------------------------------------------
 
 
-Key = tuple[tuple[str, str], ...]
+class AlertmanagerOutput(Output):
+    """One Alertmanager URL. The config's ``urls`` make one of these each, so every URL
+    has its own spool and drain, and one instance that is down never holds back another.
 
-
-def _key(payload: Mapping[str, Any]) -> Key:
-    return tuple(sorted(payload["labels"].items()))
-
-
-@dataclass(eq=False)
-class _Ticket:
-    """One submission's completion at one URL: done once each of its alerts is."""
-
-    remaining: int
-    future: asyncio.Future[Outcome]
-    worst: Outcome | None = None
-
-    def done(self, outcome: Outcome) -> None:
-        if outcome.verdict is Verdict.REJECT:
-            self.worst = outcome
-        self.remaining -= 1
-        if self.remaining == 0 and not self.future.done():
-            self.future.set_result(self.worst or outcome)
-
-
-@dataclass(eq=False)
-class _Item:
-    payload: dict[str, Any]
-    tickets: list[_Ticket] = field(default_factory=list)
-    sending: bool = False
-
-
-ResultHook = Callable[[str, Outcome, int], None]  # url, outcome, alerts; for metrics and logs
-
-
-class _Destination:
-    """One Alertmanager URL: the newest state of each alert, and the task that posts them."""
-
-    def __init__(self, url: str, sender: AlertmanagerSender) -> None:
-        self.url = url
-        self.endpoint = url + API_PATH
-        self.sender = sender
-        self.pending: dict[Key, _Item] = {}
-        self.wake = asyncio.Event()
-        self.failing: str | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    def put(self, payload: dict[str, Any], ticket: _Ticket) -> None:
-        key = _key(payload)
-        item = self.pending.get(key)
-        if item is not None and not item.sending:
-            item.payload = payload  # superseded before it went out: the newer state only
-            item.tickets.append(ticket)
-        else:
-            self.pending[key] = _Item(payload, [ticket])
-        self.wake.set()
-
-    async def run(self) -> None:
-        s = self.sender
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.pending:
-                batch = [
-                    item for _, item in zip(range(s.max_batch), self.pending.values(), strict=False)
-                ]
-                for item in batch:
-                    item.sending = True
-                try:
-                    outcome = await self._deliver(batch)
-                except Abandoned:
-                    for item in batch:
-                        item.sending = False
-                    return
-                self.failing = None if outcome.verdict is Verdict.DONE else outcome.detail
-                s.on_result(self.url, outcome, len(batch))
-                for item in batch:
-                    key = _key(item.payload)
-                    if self.pending.get(key) is item:
-                        del self.pending[key]
-                    for t in item.tickets:
-                        t.done(outcome)
-
-    async def _deliver(self, batch: list[_Item]) -> Outcome:
-        body = orjson.dumps([item.payload for item in batch])
-        n = len(batch)
-
-        def retrying(outcome: Outcome, _delay: float) -> None:
-            self._retrying(outcome, n)
-
-        return await retry(lambda: self._post(body), self.sender.policy,
-                           stopping=self.sender.stopping, on_retry=retrying)  # fmt: skip
-
-    def _retrying(self, outcome: Outcome, n: int) -> None:
-        self.failing = outcome.detail or outcome.reason
-        self.sender.on_result(self.url, outcome, n)
-
-    async def _post(self, body: bytes) -> Outcome:
-        s = self.sender
-        assert s.session is not None
-        async with s.session.post(
-            self.endpoint, data=body, headers={"Content-Type": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=s.timeout),
-        ) as resp:  # fmt: skip
-            text = "" if 200 <= resp.status < 300 else (await resp.text(errors="replace"))[:300]
-            return classify_status(resp.status, resp.headers, text, now=s.clock())
-
-
-class AlertmanagerSender:
-    """Posts alert payloads to every URL, each URL on its own.
-
-    :meth:`submit` queues a batch for every URL and returns one future per URL, which
-    completes with the outcome there (done, or rejected with the receiver's answer) once
-    each alert of the batch (or a newer state of it) got there. Failures that may pass
-    (408, 429, 5xx, network) are retried by :func:`monitor.retry.retry` until they do or
-    :meth:`stop` is called; a stop leaves the unfinished futures pending.
+    Records from the spool are the first send of an alert and its resolution; the open
+    episodes come back every ``resend_interval`` through :meth:`resend`, with the
+    watchdog, and each send renews their lease.
     """
 
-    def __init__(self, urls: Sequence[str], *, policy: RetryPolicy | None = None,
-                 timeout: float = 10.0, max_batch: int = 500,
-                 on_result: ResultHook | None = None,
+    kind = "alertmanager"
+    max_batch = 500
+
+    def __init__(self, name: str, url: str, *, resend_interval: float = 60.0, lease_ms: int = 240_000,
+                 generator_url: str | None = None, watchdog: bool = False, send_timeout: float = 10.0,
                  session: aiohttp.ClientSession | None = None,
                  clock: Callable[[], float] = time.time) -> None:  # fmt: skip
-        self.policy = policy or RetryPolicy()
-        self.timeout = timeout
-        self.max_batch = max_batch
-        self.on_result: ResultHook = on_result or (lambda url, outcome, n: None)
+        super().__init__(name, send_timeout=send_timeout)
+        self.url = url.rstrip("/")
+        self.endpoint = self.url + API_PATH
+        self.resend_interval = resend_interval
+        self.lease_ms = lease_ms
+        self.generator_url = generator_url
+        self.watchdog = watchdog
         self.clock = clock
         self.session = session
         self._own_session = session is None
-        self.stopping = asyncio.Event()
-        self.destinations = [_Destination(u.rstrip("/"), self) for u in urls]
-        self._state = "new"
+        self._started_ms = int(clock() * 1000)
 
     @classmethod
-    def from_config(cls, config: AlertmanagerConfig, **kw: Any) -> AlertmanagerSender:
-        return cls(config.urls, timeout=config.timeout / 1000, **kw)
+    def from_config(cls, config: AlertmanagerConfig, max_future_skew_ms: int) -> list[AlertmanagerOutput]:
+        """One output per URL, named ``<label>`` for one URL, ``<label>-<n>`` for several."""
+        many = len(config.urls) > 1
+        return [
+            cls(f"{config.label}-{i}" if many else config.label, url,
+                resend_interval=config.resend_interval / 1000,
+                lease_ms=lease_ms(config.resend_interval, max_future_skew_ms),
+                generator_url=config.generator_url, watchdog=config.watchdog,
+                send_timeout=config.send_timeout / 1000)
+            for i, url in enumerate(config.urls)
+        ]
 
-    @property
-    def failing(self) -> dict[str, str]:
-        """URL → the last failure, for ``/readyz`` and people; empty when all deliver."""
-        return {d.url: d.failing for d in self.destinations if d.failing is not None}
+    def payload(self, record: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
+        if record.get("type") == "resolved":
+            detected = parse_ts(record.get("detected_at"))
+            return resolved(record, resolved_wall_ms=now_ms if detected is None else detected, now_ms=now_ms,
+                            generator_url=self.generator_url)  # fmt: skip
+        return firing(record, now_ms=now_ms, lease=self.lease_ms, generator_url=self.generator_url)
 
-    def queued(self) -> dict[str, int]:
-        """URL → alerts waiting to go there."""
-        return {d.url: len(d.pending) for d in self.destinations}
-
-    async def start(self) -> None:
-        if self._state != "new":
-            raise RuntimeError("the Alertmanager sender was already started")
+    async def _open(self) -> None:
         if self.session is None:
             self.session = aiohttp.ClientSession()
-        for d in self.destinations:
-            d.task = asyncio.create_task(d.run(), name=f"alertmanager {d.url}")
-        self._state = "started"
+        self._started_ms = int(self.clock() * 1000)
 
-    def submit(self, payloads: Sequence[dict[str, Any]]) -> list[asyncio.Future[Outcome]]:
-        if self._state != "started":
-            raise RuntimeError("the Alertmanager sender is not started")
-        loop = asyncio.get_running_loop()
-        futures = []
-        for d in self.destinations:
-            f: asyncio.Future[Outcome] = loop.create_future()
-            futures.append(f)
-            if not payloads:
-                f.set_result(Outcome(Verdict.DONE, "success"))
-                continue
-            ticket = _Ticket(len(payloads), f)
-            for p in payloads:
-                d.put(p, ticket)
-        return futures
+    async def _send(self, records: Sequence[Record]) -> None:
+        now = int(self.clock() * 1000)
+        await self._post([self.payload(r, now) for r in records])
 
-    async def stop(self) -> None:
-        """Stop every URL's task (an attempt in flight is cancelled); idempotent."""
-        previous, self._state = self._state, "stopped"
-        if previous != "started":
+    async def _resend(self, open_records: Sequence[Record]) -> None:
+        now = int(self.clock() * 1000)
+        payloads = [firing(r, now_ms=now, lease=self.lease_ms, generator_url=self.generator_url)
+                    for r in open_records if r.get("type", "alert") == "alert"]  # fmt: skip
+        if self.watchdog:
+            payloads.append(watchdog(started_ms=self._started_ms, now_ms=now, lease=self.lease_ms))
+        for i in range(0, len(payloads), self.max_batch):
+            await self._post(payloads[i : i + self.max_batch])
+
+    async def _post(self, payloads: list[dict[str, Any]]) -> None:
+        if not payloads:
             return
-        self.stopping.set()
-        for d in self.destinations:
-            d.wake.set()
-        tasks = [d.task for d in self.destinations if d.task is not None]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        assert self.session is not None
+        async with self.session.post(self.endpoint, data=orjson.dumps(payloads),
+                                     headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+            text = "" if 200 <= resp.status < 300 else (await resp.text(errors="replace"))[:300]
+            raise_for(classify_status(resp.status, resp.headers, text, now=self.clock()))
+
+    async def _close(self) -> None:
         if self._own_session and self.session is not None:
             await self.session.close()
+            self.session = None

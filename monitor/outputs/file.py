@@ -1,8 +1,7 @@
-"""Alerts appended as JSON lines to a file, made durable before offsets are committed.
+"""Alert and resolution records appended as JSON lines to a file.
 
-``send`` hands the lines to the operating system (a crash of the daemon loses nothing);
-``flush`` fsyncs, and the daemon flushes before every commit that follows new alerts, so a
-power cut cannot lose an alert whose events were committed. Appending never truncates:
+``send`` writes and fsyncs before it returns, since the spool drops what an output
+acknowledged: a power cut after that must not lose the line. Appending never truncates:
 a restarted daemon adds to what an earlier run wrote.
 """
 
@@ -14,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+import orjson
+
 from monitor.configtypes import RelPath
-from monitor.engine.alert import Alert
-from monitor.outputs.base import Output, OutputConfigBase
+from monitor.outputs.base import Output, OutputConfigBase, Record
 
 
 class FileOutputConfig(OutputConfigBase):
@@ -31,7 +31,6 @@ class FileOutput(Output):
         super().__init__(name, send_timeout=send_timeout)
         self.path = Path(path)
         self._file: BinaryIO | None = None
-        self._dirty = False
 
     @classmethod
     def from_config(cls, config: FileOutputConfig) -> FileOutput:
@@ -41,24 +40,15 @@ class FileOutput(Output):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "ab")  # noqa: SIM115 - closed in _close
 
-    async def _send(self, alerts: Sequence[Alert]) -> None:
+    async def _send(self, records: Sequence[Record]) -> None:
         f = self._file
         assert f is not None
-        f.write(b"".join(a.to_json() + b"\n" for a in alerts))
+        f.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
         f.flush()
-        self._dirty = True
-
-    async def _flush(self) -> None:
-        f = self._file
-        if f is not None and self._dirty:
-            f.flush()
-            await asyncio.to_thread(os.fsync, f.fileno())
-            self._dirty = False
+        # fsynced before the spool lets go of them: acknowledged means on disk
+        await asyncio.to_thread(os.fsync, f.fileno())
 
     async def _close(self) -> None:
-        try:
-            await self._flush()
-        finally:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None

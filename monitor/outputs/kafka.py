@@ -12,14 +12,14 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, RecordTooLargeError
 
 from monitor import kafka_client
 from monitor.configtypes import TextList
-from monitor.engine.alert import Alert
 from monitor.kafka_client import KafkaConfig
-from monitor.outputs.base import Output, OutputConfigBase, Refused
+from monitor.outputs.base import Output, OutputConfigBase, Record, Rejected
 
 # Refusals no retry can change: the alert itself is too large for this producer or topic.
 TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
@@ -58,34 +58,32 @@ class KafkaOutput(Output):
             raise
         self._producer = producer
 
-    async def _send(self, alerts: Sequence[Alert]) -> None:
-        """Every alert the broker takes is acknowledged before this returns; one it refuses
-        as too large (the producer's ``max_request_size`` or the topic's
-        ``max.message.bytes``) is reported in :class:`Refused`, never retried."""
+    async def _send(self, records: Sequence[Record]) -> None:
+        """Every record the broker takes is acknowledged before this returns; the first it
+        refuses as too large (the producer's ``max_request_size`` or the topic's
+        ``max.message.bytes``) raises :class:`Rejected`, so the drain parks it and sends
+        the ones after it again (at least once: consumers deduplicate on the id)."""
         producer = self._producer
-        refused: list[tuple[Alert, str]] = []
-        sent: list[tuple[Alert, Any]] = []
-        for a in alerts:
+        items = [(orjson.dumps(r), str(r.get("id", "")).encode()) for r in records]
+        sent: list[Any] = []
+        for value, key in items:
             try:
-                sent.append((a, await producer.send(self.topic, value=a.to_json(), key=a.id.encode())))
+                sent.append(await producer.send(self.topic, value=value, key=key))
             except TOO_LARGE as exc:
-                refused.append((a, f"{type(exc).__name__}: {exc}"))
-        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
-        again: list[Alert] = []
-        for (a, _), r in zip(sent, results, strict=True):
+                sent.append(exc)
+        results = await asyncio.gather(*(f for f in sent if not isinstance(f, BaseException)), return_exceptions=True)
+        it = iter(results)
+        outcomes = [f if isinstance(f, BaseException) else next(it) for f in sent]
+        for i, r in enumerate(outcomes):
             if isinstance(r, TOO_LARGE):
-                again.append(a)
+                # The broker judges a whole record batch: a record that fits may share
+                # the batch of one that does not. Each is tried alone before it is refused.
+                try:
+                    await (await producer.send(self.topic, value=items[i][0], key=items[i][1]))
+                except TOO_LARGE as exc:
+                    raise Rejected(f"{type(exc).__name__}: {exc}", index=i, reason="too_large") from exc
             elif isinstance(r, BaseException):
                 raise r
-        # The broker judges a whole record batch: an alert that fits may share the batch
-        # of one that does not. Each is tried alone before it counts as refused.
-        for a in again:
-            try:
-                await (await producer.send(self.topic, value=a.to_json(), key=a.id.encode()))
-            except TOO_LARGE as exc:
-                refused.append((a, f"{type(exc).__name__}: {exc}"))
-        if refused:
-            raise Refused(refused)
 
     async def _flush(self) -> None:
         if self._producer is not None:

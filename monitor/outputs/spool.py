@@ -126,7 +126,8 @@ class Spool:
 
     ``max_bytes`` bounds the undelivered entries: once they reach it, :attr:`full` is
     true (the daemon pauses consumption) and :meth:`append` raises :class:`SpoolFull`
-    rather than drop anything, so the spool overshoots by at most one entry.
+    rather than drop anything, unless told ``over_max``: the daemon does so for the
+    alerts of the batch in hand, so the spool overshoots by at most one batch's alerts.
     """
 
     def __init__(self, directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -220,10 +221,14 @@ class Spool:
 
     # -- writing ---------------------------------------------------------------------
 
-    def append(self, data: bytes) -> None:
-        """Write one record; it is durable after the next :meth:`flush`."""
+    def append(self, data: bytes, *, over_max: bool = False) -> None:
+        """Write one record; it is durable after the next :meth:`flush`.
+
+        ``over_max`` writes it even when the spool is full: the alerts of a batch the
+        consumer already evaluated must land (the daemon stops fetching, not writing).
+        """
         self._check_open()
-        if self.full:
+        if self.full and not over_max:
             raise SpoolFull(
                 f"spool {self.directory} is full: {self._bytes} bytes undelivered "
                 f"(max_bytes {self.max_bytes})"

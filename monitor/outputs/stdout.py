@@ -1,4 +1,4 @@
-"""Alerts as JSON lines on standard output, for containers whose logs are collected.
+"""Alert and resolution records as JSON lines on standard output, for containers whose logs are collected.
 
 Logs go to standard error, so standard output carries nothing but alerts and can be piped
 into ``jq`` or a collector as is.
@@ -11,8 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Any, Literal
 
-from monitor.engine.alert import Alert
-from monitor.outputs.base import Output, OutputConfigBase
+import orjson
+
+from monitor.outputs.base import Output, OutputConfigBase, Record
 
 
 class StdoutOutputConfig(OutputConfigBase):
@@ -34,10 +35,10 @@ class StdoutOutput(Output):
         if self._stream is None:
             self._stream = sys.stdout
 
-    async def _send(self, alerts: Sequence[Alert]) -> None:
+    async def _send(self, records: Sequence[Record]) -> None:
         stream = self._stream
         assert stream is not None
-        data = b"".join(a.to_json() + b"\n" for a in alerts)
+        data = b"".join(orjson.dumps(r) + b"\n" for r in records)
         # Written and flushed in one go: a reader never sees half an alert, and "sent"
         # means the bytes left this process, not that they sit in a buffer.
         if not isinstance(stream, io.TextIOBase):

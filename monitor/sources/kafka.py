@@ -59,6 +59,7 @@ class KafkaSource:
         self._last_commit = 0.0
         self._is_connected: bool | None = None
         self.outage: str | None = None  # set while fetches go unanswered
+        self.paused = False  # a full spool: fetching waits (pause, resume)
         self._consumer: Any = None
         self._producer: Any = None
         self._backoff = Backoff(config.retry_backoff / 1000, config.retry_backoff_max / 1000)
@@ -230,6 +231,34 @@ class KafkaSource:
         """The forgetting clock for a batch (see :meth:`Partitions.clock`)."""
         return self.partitions.clock(oldest_in_batch)
 
+    def pause(self) -> None:
+        """Stop fetching (a full spool) without leaving the group: heartbeats go on, and
+        the pause is applied again to whatever a rebalance assigns (:meth:`_assigned`)."""
+        self.paused = True
+        if self._consumer is not None:
+            self._consumer.pause(*self._consumer.assignment())
+
+    def resume(self) -> None:
+        self.paused = False
+        if self._consumer is not None:
+            self._consumer.resume(*self._consumer.assignment())
+
+    def caught_up(self) -> bool:
+        """Every assigned partition processed to its high watermark as last fetched."""
+        consumer = self._consumer
+        if consumer is None or not self.joined:
+            return False
+        for tp in self.partitions.assignment & consumer.assignment():  # highwater asserts assigned
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            done = self.partitions.processed.get(tp, self.partitions.committed.get(tp))
+            if done is None:
+                continue  # nothing read yet: an idle partition, or one never written
+            if done < high:
+                return False
+        return True
+
     def processed(self, records: Records) -> None:
         """Mark records as done (alerts delivered, dead letters acknowledged)."""
         self.partitions.mark_processed(records, self._consumer)
@@ -281,6 +310,8 @@ class KafkaSource:
 
     def _assigned(self, assigned: set[TopicPartition]) -> None:
         self.partitions.assign(assigned)  # keeps the clock of partitions given straight back
+        if self.paused and self._consumer is not None and assigned:
+            self._consumer.pause(*assigned)  # a pause does not survive a reassignment
         self.joined = True
         self.problem = None
         if self.outage is not None:  # the group coordinator answered: the broker is back

@@ -129,8 +129,12 @@ class DaemonProcess:
         assert found, f"no {event!r} in the daemon's log:\n{self.stderr_tail()}"
         return found[-1]
 
-    def stdout_alerts(self) -> list[dict[str, Any]]:
+    def stdout_records(self) -> list[dict[str, Any]]:
+        """Every record the stdout output wrote: alerts and resolutions."""
         return [orjson.loads(line) for line in self.stdout_path.read_bytes().splitlines() if line.strip()]
+
+    def stdout_alerts(self) -> list[dict[str, Any]]:
+        return [r for r in self.stdout_records() if r["type"] == "alert"]
 
     # ------------------------------------------------------------ over HTTP
 

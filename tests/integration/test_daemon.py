@@ -142,13 +142,16 @@ async def test_daemon_gives_the_same_alerts_as_replay(
     got = d.stdout_alerts()
     assert by_actor(got, REPO / "rules") == by_actor(expected, REPO / "rules")
     assert len(got) == len(expected)
-    on_topic = await read_topic(kafka_bootstrap, alerts_topic, len(expected))
+    records = len(d.stdout_records())  # stdout and the topic take the same records, resolutions too
+    on_topic = [m for m in await read_topic(kafka_bootstrap, alerts_topic, records)
+                if orjson.loads(m[1])["type"] == "alert"]  # fmt: skip
     assert sorted(k.decode() for k, _, _ in on_topic) == sorted(a["id"] for a in expected)
     assert all(orjson.loads(v)["id"] == k.decode() for k, v, _ in on_topic)
     # /metrics, scraped over HTTP while it ran, counted it all.
     assert metrics.v("events_received_total") == len(events)
     assert metrics.by("alerts_total", "rule") == dict(Counter(a["rule"] for a in expected))
-    assert metrics.v("output_sends_total", output="stdout", outcome="success") == len(expected)
+    # every alert was written before the scrape; resolutions came with them, counted too
+    assert len(expected) <= metrics.v("output_sends_total", output="stdout", outcome="success") <= records
     assert metrics.total("events_invalid_total") == 0
     assert metrics.total("consumer_lag") == 0
 

@@ -1,4 +1,4 @@
-"""The Alertmanager output: its config, its API v2 payloads, and the sender's failure policy.
+"""The Alertmanager output: its config, its API v2 payloads, and the failure policy.
 
 The payloads are pure functions of the alert record, checked here; that a real
 Alertmanager accepts them, keeps them active and resolves them is
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,10 +19,12 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
+from monitor.kafka_client import KafkaConfig
+from monitor.outputs import Delivery, OutputContext, build_outputs
 from monitor.outputs.alertmanager import (
     WATCHDOG,
     AlertmanagerConfig,
-    AlertmanagerSender,
+    AlertmanagerOutput,
     alert_labels,
     firing,
     label_name,
@@ -29,9 +32,12 @@ from monitor.outputs.alertmanager import (
     resolved,
     watchdog,
 )
-from monitor.retry import Outcome, RetryPolicy, Verdict
+from monitor.retry import RetryPolicy
+from monitor.telemetry import Telemetry
 from monitor.timeparse import parse_ts
-from tests.outputs.conftest import alert
+from tests.outputs.conftest import alert, sends
+
+KAFKA = KafkaConfig(bootstrap_servers=["127.0.0.1:9"], group_id="g", topics=["t"])
 
 NOW = 1_795_000_900_000  # after the test alert's fired_at
 
@@ -46,7 +52,7 @@ def record(n: int = 0, **kw: Any) -> dict[str, Any]:
 def test_config_defaults_and_durations() -> None:
     c = AlertmanagerConfig.model_validate({"type": "alertmanager", "urls": ["http://am:9093/"]})
     assert c.urls == ["http://am:9093"]
-    assert (c.resend_interval, c.timeout, c.watchdog, c.match) == (60_000, 10_000, False, None)
+    assert (c.resend_interval, c.send_timeout, c.watchdog, c.match) == (60_000, 10_000, False, None)
     assert c.label == "alertmanager"
     c = AlertmanagerConfig.model_validate(
         {"type": "alertmanager", "urls": ["http://a:9093", "https://b:9093"], "resend_interval": "30s",
@@ -196,131 +202,142 @@ async def receiver() -> AsyncIterator[Receiver]:
 FAST = RetryPolicy(initial=0.01, maximum=0.05, max_retry_after=0.3)
 
 
-async def started(urls: list[str], results: list[tuple[str, str, int]] | None = None,
-                  **kw: Any) -> AlertmanagerSender:  # fmt: skip
-    def hook(url: str, o: Outcome, n: int) -> None:
-        if results is not None:
-            results.append((url, o.reason, n))
+@pytest.fixture
+def deliver(tmp_path: Path, telemetry: Telemetry) -> Callable[..., Delivery]:
+    def make(urls: list[str], **config: Any) -> Delivery:
+        c = AlertmanagerConfig.model_validate({"type": "alertmanager", "urls": urls, **config})
+        outputs = build_outputs([c], OutputContext(kafka=KAFKA))
+        return Delivery(outputs, telemetry, tmp_path / "spool", policy=FAST)
 
-    s = AlertmanagerSender(urls, policy=FAST, on_result=hook, **kw)
-    await s.start()
-    return s
-
-
-def payloads(*ns: int) -> list[dict[str, Any]]:
-    return [firing(record(n), now_ms=NOW, lease=60_000) for n in ns]
+    return make
 
 
-async def test_a_batch_is_posted_as_a_json_array(receiver: Receiver) -> None:
-    results: list[tuple[str, str, int]] = []
-    s = await started([receiver.url], results)
+async def until(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not check():
+            await asyncio.sleep(0.005)
+
+
+async def test_records_are_posted_as_a_json_array_and_a_resolution_ends_at_its_wall_time(
+    receiver: Receiver, deliver: Callable[..., Delivery]
+) -> None:
+    d = deliver([receiver.url])
+    await d.start()
     try:
-        [f] = s.submit(payloads(1, 2))
-        assert (await asyncio.wait_for(f, 5)).verdict is Verdict.DONE
+        d.submit([record(1), record(2)])
+        await until(lambda: len(receiver.posts) == 1)
+        detected = "2026-11-20T10:00:00.000Z"
+        d.submit([record(1, type="resolved", resolved_at="2026-11-20T09:00:00.000Z", detected_at=detected)])
+        await until(lambda: len(receiver.posts) == 2)
     finally:
-        await s.stop()
-    assert [[a["labels"]["actor_id"] for a in post] for post in receiver.posts] == [
-        ["actor-1", "actor-2"]
-    ]
-    assert results == [(receiver.url, "success", 2)]
+        await d.stop()
+    first, second = receiver.posts
+    assert [a["labels"]["actor_id"] for a in first] == ["actor-1", "actor-2"]
+    assert second[0]["labels"] == first[0]["labels"]  # the same identity resolves it
+    assert second[0]["endsAt"] == detected
 
 
-async def test_503_and_429_are_retried_honouring_retry_after(receiver: Receiver) -> None:
+async def test_503_and_429_are_retried_honouring_retry_after(
+    receiver: Receiver, deliver: Callable[..., Delivery], telemetry: Telemetry
+) -> None:
     receiver.answers = [
         lambda: web.Response(status=503, text="overloaded"),
         lambda: web.Response(status=429, headers={"Retry-After": "0"}),
     ]
-    results: list[tuple[str, str, int]] = []
-    s = await started([receiver.url], results)
+    d = deliver([receiver.url])
+    await d.start()
     try:
-        [f] = s.submit(payloads(1))
-        assert (await asyncio.wait_for(f, 5)).verdict is Verdict.DONE
-        assert s.failing == {}
+        d.submit([record(1)])
+        await until(lambda: len(receiver.posts) == 3)
+        await d.drained()
+        assert d.failing == {}
     finally:
-        await s.stop()
-    assert [r[1] for r in results] == ["http_503", "http_429", "success"]
-    assert len(receiver.posts) == 3
+        await d.stop()
+    reg = telemetry.metrics.registry
+    for reason in ("http_503", "http_429"):
+        assert reg.get_sample_value(
+            "exfil_monitor_output_failures_total", {"output": "alertmanager", "reason": reason}
+        ) == 1
+    assert sends(telemetry, "alertmanager", "success") == 1
 
 
-async def test_a_hang_times_out_and_is_retried(receiver: Receiver) -> None:
+async def test_a_hang_times_out_and_is_retried(receiver: Receiver, deliver: Callable[..., Delivery]) -> None:
     async def hang() -> web.Response:
         await asyncio.sleep(1)
         return web.Response(status=200)
 
     receiver.answers = [hang]
-    results: list[tuple[str, str, int]] = []
-    s = await started([receiver.url], results, timeout=0.2)
+    d = deliver([receiver.url], send_timeout="200ms")
+    await d.start()
     try:
-        [f] = s.submit(payloads(1))
-        assert (await asyncio.wait_for(f, 5)).verdict is Verdict.DONE
+        d.submit([record(1)])
+        await until(lambda: len(receiver.posts) == 2)  # the hung one (answered late) and the retry
+        await d.drained()
     finally:
-        await s.stop()
-    assert [r[1] for r in results] == ["timeout", "success"]
+        await d.stop()
 
 
-async def test_400_is_rejected_with_the_answer_and_not_retried(receiver: Receiver) -> None:
+async def test_400_parks_with_the_answer_and_is_not_retried(
+    receiver: Receiver, deliver: Callable[..., Delivery], tmp_path: Path
+) -> None:
     receiver.answers = [lambda: web.Response(status=400, text="invalid label set")]
-    s = await started([receiver.url])
+    d = deliver([receiver.url])
+    await d.start()
     try:
-        [f] = s.submit(payloads(1))
-        out = await asyncio.wait_for(f, 5)
-    finally:
-        await s.stop()
-    assert out.verdict is Verdict.REJECT
-    assert out.detail == "HTTP 400: invalid label set"
-    assert len(receiver.posts) == 1
-
-
-async def test_a_dead_url_never_holds_back_another(receiver: Receiver) -> None:
-    dead = "http://127.0.0.1:9"  # discard port: connection refused
-    s = await started([dead, receiver.url])
-    try:
-        f_dead, f_live = s.submit(payloads(1))
-        assert (await asyncio.wait_for(f_live, 5)).verdict is Verdict.DONE
+        d.submit([record(1)])
+        await until(lambda: d.spools["alertmanager"].parked == 1)
         await asyncio.sleep(0.1)
-        assert not f_dead.done()
-        assert dead in s.failing and receiver.url not in s.failing
-        # Re-sends of the same alert replace the waiting one: the queue does not grow.
-        for _ in range(5):
-            s.submit(payloads(1, 2))
-        assert s.queued()[dead] == 2
     finally:
-        await s.stop()
+        await d.stop()
+    assert len(receiver.posts) == 1
+    parked = orjson.loads((tmp_path / "spool/alertmanager/parked/parked.jsonl").read_bytes())
+    assert parked["answer"] == "HTTP 400: invalid label set"
 
 
-async def test_a_newer_state_supersedes_a_waiting_one(receiver: Receiver) -> None:
-    gate = asyncio.Event()
-
-    async def slow() -> web.Response:
-        await gate.wait()
-        return web.Response(status=200)
-
-    receiver.answers = [slow]
-    s = await started([receiver.url])
+async def test_a_dead_url_never_holds_back_another(receiver: Receiver, deliver: Callable[..., Delivery]) -> None:
+    dead = "http://127.0.0.1:9"  # discard port: connection refused
+    d = deliver([dead, receiver.url])
+    assert [o.name for o in d.outputs] == ["alertmanager-0", "alertmanager-1"]
+    await d.start()
     try:
-        [first] = s.submit(payloads(1))
-        await asyncio.sleep(0.1)  # the first post is in flight
-        [second] = s.submit([firing(record(1), now_ms=NOW + 1, lease=60_000)])
-        [third] = s.submit([firing(record(1), now_ms=NOW + 2, lease=60_000)])
-        gate.set()
-        for f in (first, second, third):
-            assert (await asyncio.wait_for(f, 5)).verdict is Verdict.DONE
+        d.submit([record(1), record(2)])
+        await until(lambda: len(receiver.posts) == 1)
+        await until(lambda: "alertmanager-0" in d.failing)
+        assert "alertmanager-1" not in d.failing
+        assert d.spools["alertmanager-0"].depth == 2 and d.spools["alertmanager-1"].depth == 0
     finally:
-        await s.stop()
-    ends = [post[0]["endsAt"] for post in receiver.posts]
-    assert len(ends) == 2  # the in-flight one, then only the newest of the two waiting
-    assert parse_ts(ends[1]) == NOW + 2 + 60_000
+        await d.stop(grace=0)
+
+
+async def test_open_episodes_and_the_watchdog_are_resent_every_interval(receiver: Receiver, telemetry: Telemetry,
+                                                                         tmp_path: Path) -> None:  # fmt: skip
+    c = AlertmanagerConfig.model_validate(
+        {"type": "alertmanager", "urls": [receiver.url], "resend_interval": "50ms", "watchdog": True}
+    )
+    outputs = build_outputs([c], OutputContext(kafka=KAFKA))
+    d = Delivery(outputs, telemetry, tmp_path / "spool", policy=FAST, open_records=lambda: [record(1)])
+    await d.start()
+    try:
+        await until(lambda: len(receiver.posts) >= 3)
+    finally:
+        await d.stop()
+    for post in receiver.posts[:3]:
+        assert [a["labels"]["alertname"] for a in post] == [record(1)["rule"], WATCHDOG]
+    ends = [parse_ts(post[0]["endsAt"]) for post in receiver.posts[:3]]
+    assert ends == sorted(ends) and ends[0] < ends[-1]  # each re-send renews the lease
+    assert telemetry.metrics.registry.get_sample_value(
+        "exfil_monitor_output_resends_total", {"output": "alertmanager", "outcome": "success"}
+    ) >= 3
 
 
 async def test_lifecycle(receiver: Receiver) -> None:
-    s = AlertmanagerSender([receiver.url])
+    out = AlertmanagerOutput("am", receiver.url)
     with pytest.raises(RuntimeError, match="not started"):
-        s.submit(payloads(1))
-    await s.start()
+        await out.send([record(1)])
+    await out.start()
     with pytest.raises(RuntimeError, match="already started"):
-        await s.start()
-    [f] = s.submit([])
-    assert f.done()
-    await s.stop()
-    await s.stop()
-    await AlertmanagerSender([receiver.url]).stop()  # never started: fine
+        await out.start()
+    await out.send([])
+    await out.stop()
+    await out.stop()
+    await AlertmanagerOutput("am", receiver.url).stop()  # never started: fine

@@ -1,4 +1,4 @@
-"""The Alertmanager sender against real Alertmanagers (Debian's, on loopback)."""
+"""The Alertmanager output, spooled and drained, against real Alertmanagers (Debian's, on loopback)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,17 @@ from typing import Any
 
 import pytest
 
-from monitor.outputs.alertmanager import (
-    AlertmanagerSender,
-    alert_labels,
-    firing,
-    resolved,
-    watchdog,
-)
-from monitor.retry import RetryPolicy, Verdict
-from monitor.timeparse import parse_ts
+from monitor.kafka_client import KafkaConfig
+from monitor.outputs import Delivery, OutputContext, build_outputs
+from monitor.outputs.alertmanager import AlertmanagerConfig, alert_labels
+from monitor.retry import RetryPolicy
+from monitor.telemetry import Telemetry
+from monitor.timeparse import format_ts, parse_ts
 from tests.outputs.conftest import alert
 from tests.support.alertmanager import Alertmanager, start_alertmanager
 
 FAST = RetryPolicy(initial=0.05, maximum=0.2)
-LEASE = 60_000
+KAFKA = KafkaConfig(bootstrap_servers=["127.0.0.1:9"], group_id="g", topics=["t"])
 
 
 def now_ms() -> int:
@@ -34,10 +31,6 @@ def record(n: int) -> dict[str, Any]:
     r = alert(n).to_dict()
     r["fired_at"] = "2026-01-01T00:00:00.000Z"
     return r
-
-
-def open_payloads(*ns: int) -> list[dict[str, Any]]:
-    return [firing(record(n), now_ms=now_ms(), lease=LEASE) for n in ns]
 
 
 @pytest.fixture
@@ -66,23 +59,26 @@ async def held(am: Alertmanager, want: set[str], timeout: float = 10.0) -> list[
     raise AssertionError(f"{am.url} holds {[a['labels'] for a in got]}, wanted actor_id in {want}")
 
 
-async def delivered(sender: AlertmanagerSender, payloads: list[dict[str, Any]], *,
-                    only: int | None = None) -> None:  # fmt: skip
-    futures = sender.submit(payloads)
-    if only is not None:
-        futures = [futures[only]]
-    for f in futures:
-        assert (await asyncio.wait_for(f, 20)).verdict is Verdict.DONE
+@pytest.fixture
+def deliver(tmp_path: Path, telemetry: Telemetry) -> Callable[..., Delivery]:
+    def make(urls: list[str], open_now: list[dict[str, Any]] | None = None, **config: Any) -> Delivery:
+        c = AlertmanagerConfig.model_validate({"type": "alertmanager", "urls": urls, **config})
+        outputs = build_outputs([c], OutputContext(kafka=KAFKA))
+        return Delivery(outputs, telemetry, tmp_path / "spool", policy=FAST,
+                        open_records=(lambda: list(open_now or [])))  # fmt: skip
+
+    return make
 
 
 async def test_alerts_appear_with_their_labels_stay_active_across_resends_and_resolve(
-    alertmanagers: Callable[[], Alertmanager],
+    alertmanagers: Callable[[], Alertmanager], deliver: Callable[..., Delivery]
 ) -> None:
     am = alertmanagers()
-    s = AlertmanagerSender([am.url], policy=FAST)
-    await s.start()
+    open_now = [record(1), record(2)]
+    d = deliver([am.url], open_now, resend_interval="300ms")
+    await d.start()
     try:
-        await delivered(s, open_payloads(1, 2))
+        d.submit(open_now)
         [a1, _] = sorted(
             await held(am, {"actor-1", "actor-2"}), key=lambda a: a["labels"]["actor_id"]
         )
@@ -91,73 +87,84 @@ async def test_alerts_appear_with_their_labels_stay_active_across_resends_and_re
         assert a1["annotations"]["alert_id"] == record(1)["id"]
         assert a1["startsAt"].startswith("2026-01-01T00:00:00")
 
-        await asyncio.sleep(0.05)
-        await delivered(s, open_payloads(1, 2))  # a re-send renews the lease, same alert
-        got = await held(am, {"actor-1", "actor-2"})
-        again = next(a for a in got if a["labels"]["actor_id"] == "actor-1")
+        deadline = time.monotonic() + 10  # a re-send renews the lease of the same alert
+        while True:
+            got = await held(am, {"actor-1", "actor-2"})
+            again = next(a for a in got if a["labels"]["actor_id"] == "actor-1")
+            if parse_ts(again["endsAt"][:23] + "Z") > parse_ts(a1["endsAt"][:23] + "Z"):
+                break
+            assert time.monotonic() < deadline, "the lease was never renewed"
+            await asyncio.sleep(0.1)
         assert again["fingerprint"] == a1["fingerprint"]
         assert again["status"]["state"] == "active"
-        assert parse_ts(again["endsAt"][:23] + "Z") > parse_ts(a1["endsAt"][:23] + "Z")
 
-        await delivered(s, [resolved(record(1), resolved_wall_ms=now_ms() - 1000, now_ms=now_ms())])
+        del open_now[0]  # the episode ended: the engine's resolution goes through the spool
+        ended = format_ts(now_ms() - 1000)
+        d.submit([{**record(1), "type": "resolved", "resolved_at": ended, "detected_at": ended}])
         await held(am, {"actor-2"})
     finally:
-        await s.stop()
+        await d.stop()
 
 
 async def test_a_fresh_alertmanager_gets_every_open_alert_at_the_next_resend(
-    alertmanagers: Callable[[], Alertmanager],
+    alertmanagers: Callable[[], Alertmanager], deliver: Callable[..., Delivery]
 ) -> None:
     am = alertmanagers()
-    s = AlertmanagerSender([am.url], policy=FAST)
-    await s.start()
+    open_now = [record(1), record(2), record(3)]
+    d = deliver([am.url], open_now, resend_interval="500ms")
+    await d.start()
     try:
-        await delivered(s, open_payloads(1, 2, 3))
+        d.submit(open_now)
         await held(am, {"actor-1", "actor-2", "actor-3"})
         am.restart_fresh()
         assert await asyncio.to_thread(am.alerts) == []  # it lost everything
-        await delivered(s, open_payloads(1, 2, 3))
-        await held(am, {"actor-1", "actor-2", "actor-3"})
+        await held(am, {"actor-1", "actor-2", "actor-3"})  # nothing new was fired: re-sends
     finally:
-        await s.stop()
+        await d.stop()
 
 
 async def test_two_alertmanagers_each_get_every_alert_while_the_other_is_down(
-    alertmanagers: Callable[[], Alertmanager],
+    alertmanagers: Callable[[], Alertmanager], deliver: Callable[..., Delivery]
 ) -> None:
     a, b = alertmanagers(), alertmanagers()
-    s = AlertmanagerSender([a.url, b.url], policy=FAST)
-    await s.start()
+    open_now: list[dict[str, Any]] = []
+    d = deliver([a.url, b.url], open_now, resend_interval="500ms")
+    await d.start()
     try:
         b.kill()
-        pending_b = s.submit(open_payloads(1))
-        assert (await asyncio.wait_for(pending_b[0], 20)).verdict is Verdict.DONE
+        open_now.append(record(1))
+        d.submit([record(1)])
         await held(a, {"actor-1"})
-        assert b.url in s.failing and a.url not in s.failing
-
-        b.start()  # back, empty: the queued alert is retried into it
-        assert (await asyncio.wait_for(pending_b[1], 20)).verdict is Verdict.DONE
-        a.kill()
-        await delivered(s, open_payloads(1, 2), only=1)
-        await held(b, {"actor-1", "actor-2"})
-
-        a.start()
-        await delivered(s, open_payloads(1, 2))
-        await held(a, {"actor-1", "actor-2"})
-        await held(b, {"actor-1", "actor-2"})
-        assert s.failing == {}
-    finally:
-        await s.stop()
-
-
-async def test_the_watchdog_stays_active(alertmanagers: Callable[[], Alertmanager]) -> None:
-    am = alertmanagers()
-    s = AlertmanagerSender([am.url], policy=FAST)
-    await s.start()
-    try:
-        t = now_ms()
-        await delivered(s, [watchdog(started_ms=t, now_ms=t, lease=LEASE)])
         deadline = time.monotonic() + 10
+        while "alertmanager-1" not in d.failing:
+            assert time.monotonic() < deadline, "b's failure never showed"
+            await asyncio.sleep(0.05)
+        assert "alertmanager-0" not in d.failing
+
+        b.start()  # back, empty: its spool still holds the alert, retried into it
+        await held(b, {"actor-1"})
+        a.kill()
+        open_now.append(record(2))
+        d.submit([record(2)])
+        await held(b, {"actor-1", "actor-2"})
+
+        a.start()  # back with nothing: actor-2 from its spool, actor-1 from the next re-send
+        await held(a, {"actor-1", "actor-2"})
+        await d.drained()
+        assert d.failing == {}
+    finally:
+        await d.stop()
+
+
+async def test_the_watchdog_stays_active(
+    alertmanagers: Callable[[], Alertmanager], deliver: Callable[..., Delivery]
+) -> None:
+    am = alertmanagers()
+    d = deliver([am.url], watchdog=True)
+    await d.start()
+    try:
+        deadline = time.monotonic() + 10
+        got: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             got = await asyncio.to_thread(am.alerts)
             if got:
@@ -166,4 +173,4 @@ async def test_the_watchdog_stays_active(alertmanagers: Callable[[], Alertmanage
         assert [x["labels"]["alertname"] for x in got] == ["ExfilMonitorWatchdog"]
         assert got[0]["status"]["state"] == "active"
     finally:
-        await s.stop()
+        await d.stop()

@@ -10,10 +10,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from monitor.config import KafkaConfig, KafkaOutputConfig
-from monitor.outputs.base import Delivery
+from monitor.outputs.base import Rejected
 from monitor.outputs.kafka import KafkaOutput
-from monitor.telemetry import Telemetry
-from tests.outputs.conftest import MakeAlert, sends
+from tests.outputs.conftest import MakeAlert
 
 pytestmark = pytest.mark.kafka
 
@@ -37,19 +36,17 @@ async def read_all(bootstrap: str, topic: str, n: int, timeout_s: float = 30.0) 
 
 
 async def test_alerts_land_on_the_topic_keyed_by_id(
-    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str], make_alert: MakeAlert, telemetry: Telemetry
+    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str], make_alert: MakeAlert
 ) -> None:
     topic = kafka_topic_factory(partitions=3, prefix="alerts")
     out = KafkaOutput.from_config(KafkaOutputConfig(type="kafka", topic=topic), source(kafka_bootstrap))
     assert out.client_options["bootstrap_servers"] == [kafka_bootstrap]
-    delivery = Delivery([out], telemetry)
-    await delivery.start()
+    await out.start()
     try:
         alerts = [make_alert(n) for n in range(5)]
-        await delivery.send(alerts)  # returns once the broker acknowledged (acks=all)
+        await out.send([a.to_dict() for a in alerts])  # returns once the broker acknowledged (acks=all)
     finally:
-        await delivery.stop()
-    assert sends(telemetry, "kafka", "success") == 5
+        await out.stop()
     got = await read_all(kafka_bootstrap, topic, 5)
     assert sorted(got) == sorted((a.id.encode(), a.to_json()) for a in alerts)
     assert {orjson.loads(v)["rule"] for _, v in got} == {"bulk-customer-read"}
@@ -64,3 +61,20 @@ async def test_an_unreachable_broker_fails_start_so_delivery_retries() -> None:
         await out.start()
     assert not out.started
     await out.stop()
+
+
+async def test_a_record_too_large_for_the_topic_is_rejected_with_its_index(
+    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str], make_alert: MakeAlert
+) -> None:
+    topic = kafka_topic_factory(partitions=1, prefix="alerts")
+    out = KafkaOutput.from_config(KafkaOutputConfig(type="kafka", topic=topic), source(kafka_bootstrap))
+    await out.start()
+    big = {**make_alert(1).to_dict(), "description": "x" * 2_000_000}  # over max_request_size
+    try:
+        with pytest.raises(Rejected) as info:
+            await out.send([make_alert(0).to_dict(), big, make_alert(2).to_dict()])
+    finally:
+        await out.stop()
+    assert info.value.index == 1 and "TooLarge" in info.value.answer
+    got = await read_all(kafka_bootstrap, topic, 1)
+    assert [orjson.loads(v)["id"] for _, v in got][:1] == [make_alert(0).id]
