@@ -37,9 +37,6 @@ TOKEN_VAR = "EXFIL_MONITOR_HTTP__AUTH_TOKEN_FILE"
 
 # problem message (as monitor.config reports it today) -> a config snippet using the key
 PENDING: dict[str, str] = {
-    "unknown output type 'alertmanager'": (
-        'outputs: [{type: alertmanager, urls: ["http://a:9093"], watchdog: true}]'
-    ),
     "unknown output type 'pagerduty'": "outputs: [{type: pagerduty, routing_key_file: token}]",
     "unknown output type 'slack'": "outputs: [{type: slack, webhook_url_file: token}]",
 }

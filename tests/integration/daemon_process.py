@@ -47,13 +47,14 @@ class DaemonProcess:
                  rules: Path = REPO / "rules", alerts_topic: str | None = None,
                  dead_letter_topic: str | None = None, max_batch: int = 5000,
                  session_timeout: str = "10s", http: dict[str, Any] | None = None,
-                 rlimit_nofile: int | None = None) -> None:  # fmt: skip
+                 rlimit_nofile: int | None = None, outputs: Sequence[dict[str, Any]] = (),
+                 extra: dict[str, Any] | None = None) -> None:  # fmt: skip
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.config = workdir / "monitor.yaml"
         self.stdout_path = workdir / "stdout.jsonl"
         self.stderr_path = workdir / "stderr.log"
-        outputs: list[dict[str, Any]] = [{"type": "stdout"}]
+        outputs = [{"type": "stdout"}, *outputs]  # more outputs beside stdout; extra: more sections
         if alerts_topic:
             outputs.append({"type": "kafka", "topic": alerts_topic})
         kafka: dict[str, Any] = {
@@ -67,7 +68,8 @@ class DaemonProcess:
             kafka["dead_letter_topic"] = dead_letter_topic
         config = {"kafka": kafka, "rules": {"path": str(rules)}, "outputs": outputs,
                   "state": {"dir": str(workdir / "state")},  # its own: daemons of a group run at once
-                  "http": {"listen": "127.0.0.1:0", **(http or {})}, "log": {"format": "json", "level": "info"}}  # fmt: skip
+                  "http": {"listen": "127.0.0.1:0", **(http or {})}, "log": {"format": "json", "level": "info"},
+                  **(extra or {})}  # fmt: skip
         self.config.write_bytes(orjson.dumps(config))  # JSON is YAML
         self.rlimit_nofile = rlimit_nofile
         self.proc: subprocess.Popen[bytes] | None = None
