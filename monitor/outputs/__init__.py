@@ -25,9 +25,10 @@ __all__ = ["BUILDERS", "OUTPUT_MODELS", "REGISTRY", "Backoff", "Delivery", "Outp
 
 @dataclass(frozen=True)
 class OutputContext:
-    """What outputs may need beyond their own section: the source's Kafka settings."""
+    """What outputs may need beyond their own section: the source's Kafka settings (none
+    with a file source; the config then allows no Kafka output)."""
 
-    kafka: KafkaConfig
+    kafka: KafkaConfig | None
     stdout: IO[Any] | None = None
 
 
@@ -37,13 +38,19 @@ Builder = Callable[[Any, OutputContext], Output]
 REGISTRY: dict[str, tuple[type[OutputConfigBase], Builder]] = {
     "stdout": (StdoutOutputConfig, lambda c, ctx: StdoutOutput.from_config(c, ctx.stdout)),
     "file": (FileOutputConfig, lambda c, ctx: FileOutput.from_config(c)),
-    "kafka": (KafkaOutputConfig, lambda c, ctx: KafkaOutput.from_config(c, ctx.kafka)),
+    "kafka": (KafkaOutputConfig, lambda c, ctx: KafkaOutput.from_config(c, _kafka(ctx))),
 }
 # The same models as a union pydantic picks from by `type` (a static type, so mypy sees it;
 # tests/outputs/test_registry.py checks that it names exactly the registry's models).
 OutputConfig = Annotated[StdoutOutputConfig | FileOutputConfig | KafkaOutputConfig, Field(discriminator="type")]
 OUTPUT_MODELS: dict[str, type[OutputConfigBase]] = {t: model for t, (model, _) in REGISTRY.items()}
 BUILDERS: dict[str, Builder] = {t: build for t, (_, build) in REGISTRY.items()}
+
+
+def _kafka(ctx: OutputContext) -> KafkaConfig:
+    if ctx.kafka is None:
+        raise ValueError("a kafka output needs the kafka: section's brokers and security settings")
+    return ctx.kafka
 
 
 def build_outputs(configs: Sequence[Any], context: OutputContext) -> list[Output]:

@@ -95,6 +95,11 @@ class Follower:
         return [f"{path}: {why}" for path, why in sorted(self._unreadable.items())]
 
     @property
+    def keys(self) -> set[str]:
+        """The files open now, as ``device:inode``."""
+        return set(self._files)
+
+    @property
     def followed(self) -> list[str]:
         return sorted(f.path for f in self._files.values())
 
