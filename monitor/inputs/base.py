@@ -73,15 +73,15 @@ def record_lines(data: bytes, records: list[bytes], line: int, used: int) -> tup
     ``replay`` and the daemon's file source name the same line for the same record.
     """
     numbers: list[int] = []
-    cursor = 0
+    cursor = pos = 0  # cursor: after the previous record; pos: where ``line`` is
     for rec in records:
         at = data.find(rec, cursor)
         if at < 0:
             at = cursor
-        line += data.count(b"\n", cursor, at)
+        line += data.count(b"\n", pos, at)  # a record's own newlines (a multi-line statement) count too
         numbers.append(line)
-        cursor = at + len(rec)
-    return numbers, line + data.count(b"\n", cursor, used)
+        pos, cursor = at, at + len(rec)
+    return numbers, line + data.count(b"\n", pos, used)
 
 
 class LineFormat:
