@@ -144,6 +144,7 @@ class Follower:
             rotated_away = key not in seen
             if rotated_away and not f.gone:
                 f.gone = True
+                f.path = _current_name(f.handle, f.path)  # where its records are now
                 self.events.rotated("rotated")
             try:
                 chunk = self._read(key, f, final=rotated_away)
@@ -252,3 +253,12 @@ def _head(handle: BinaryIO, offset: int) -> str:
         return ""
     data = os.pread(handle.fileno(), n, 0)
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _current_name(handle: BinaryIO, old: str) -> str:
+    """The name a file renamed away has now (Linux), so provenance names where it is."""
+    try:
+        name = os.readlink(f"/proc/self/fd/{handle.fileno()}")
+    except OSError:
+        return old
+    return old if name.endswith(" (deleted)") else name

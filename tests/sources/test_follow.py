@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from monitor.inputs import get_format
-from monitor.sources.follow import Follower
+from monitor.sources.follow import STATE_FILE, Events, Follower
 
 CSV = (
     '2024-05-01 12:00:0{n}.000 UTC,"alice","shop",1,"10.0.0.5:5",s,{n},"SELECT",x,3/1,0,LOG,00000,'
@@ -79,3 +80,129 @@ def test_positions_survive_a_restart_and_uncommitted_chunks_are_read_again(tmp_p
     assert drain(h) == []
     h.rewind()
     h.close()
+
+
+def records_and_lines(f: Follower) -> list[tuple[bytes, int]]:
+    out: list[tuple[bytes, int]] = []
+    for chunk in f.poll():
+        out.extend(zip(chunk.records, chunk.lines, strict=True))
+        f.commit(chunk)
+    return out
+
+
+def test_line_numbers_count_multi_line_records_across_reads_and_restarts(tmp_path: Path) -> None:
+    log, state = tmp_path / "postgresql.csv", tmp_path / "state"
+    one, two = CSV.format(n=1).encode(), CSV.format(n=2).encode()
+    assert one.count(b"\n") == 2  # the statement spans two lines
+    log.write_bytes(one + two)
+    f = Follower(str(tmp_path / "*.csv"), get_format("pgaudit"), state)
+    assert [n for _, n in records_and_lines(f)] == [1, 3]
+    f.close()
+    with log.open("ab") as w:
+        w.write(b"\n" + CSV.format(n=3).encode())  # after a blank line
+    g = Follower(str(tmp_path / "*.csv"), get_format("pgaudit"), state)
+    assert [n for _, n in records_and_lines(g)] == [6]  # the line number was saved with the offset
+    g.close()
+    lines = log.read_bytes().split(b"\n")
+    assert lines[5].startswith(b"2024-05-01 12:00:03")
+
+
+def test_a_truncated_file_is_read_from_its_first_line_again_and_counted(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b'{"n": 1}\n{"n": 2}\n{"n": 3}\n')
+    kinds: list[str] = []
+    f = Follower(str(tmp_path / "*.log"), get_format("jsonl"), tmp_path / "state", events=Events(rotated=kinds.append))
+    assert [n for _, n in records_and_lines(f)] == [1, 2, 3]
+    log.write_bytes(b'{"n": 4}\n')  # copytruncate
+    assert records_and_lines(f) == [(b'{"n": 4}', 1)]
+    assert kinds == ["truncated"]
+    f.close()
+
+
+def test_rotation_by_rename_is_drained_counted_and_let_go(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    a = logs / "a.log"
+    a.write_bytes(b'{"n": 1}\n')
+    kinds: list[str] = []
+    followed: list[int] = []
+    f = Follower(str(logs / "*.log"), get_format("jsonl"), tmp_path / "state",
+                 events=Events(rotated=kinds.append, followed=followed.append))  # fmt: skip
+    assert records_and_lines(f) == [(b'{"n": 1}', 1)]
+    with a.open("ab") as w:
+        w.write(b'{"n": 2}\n')
+    os.rename(a, tmp_path / "a.log.1")
+    a.write_bytes(b'{"n": 3}\n')
+    chunks = f.poll()
+    assert sorted((c.path, c.records, c.lines) for c in chunks) == sorted([
+        (str(a), [b'{"n": 3}'], [1]), (str(tmp_path / "a.log.1"), [b'{"n": 2}'], [2])])  # its name now
+    assert kinds == ["rotated"]
+    for c in chunks:
+        f.commit(c)
+    assert records_and_lines(f) == []
+    assert f.followed == [str(a)]  # the renamed file, drained and committed, is let go
+    assert followed[-1] == 1
+    f.close()
+
+
+def test_a_saved_position_is_not_applied_to_another_file_on_a_reused_inode(tmp_path: Path) -> None:
+    log, state = tmp_path / "a.log", tmp_path / "state"
+    log.write_bytes(b'{"old": 1}\n{"old": 2}\n')
+    f = Follower(str(tmp_path / "*.log"), get_format("jsonl"), state)
+    records_and_lines(f)
+    f.close()
+    # The same inode now holds other content (as after delete and create): its start differs.
+    with log.open("r+b") as w:
+        w.write(b'{"new": 1}\n{"new": 2}\n{"new": 3}\n')
+    g = Follower(str(tmp_path / "*.log"), get_format("jsonl"), state)
+    assert [r for r, _ in records_and_lines(g)] == [b'{"new": 1}', b'{"new": 2}', b'{"new": 3}']
+    g.close()
+
+
+def test_an_unreadable_file_is_a_problem_said_once_until_it_can_be_read(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b'{"n": 1}\n')
+    errors: list[tuple[str, str]] = []
+    f = Follower(str(tmp_path / "*.log"), get_format("jsonl"), tmp_path / "state",
+                 events=Events(error=lambda kind, message: errors.append((kind, message))))  # fmt: skip
+    log.chmod(0)
+    try:
+        if os.access(log, os.R_OK):  # root reads anything: make it a directory-like failure instead
+            log.chmod(0o644)
+            log.unlink()
+            log.mkdir()
+            (tmp_path / "a.log" / "x").write_bytes(b"")
+        assert records_and_lines(f) == []
+        assert records_and_lines(f) == []
+        assert len(errors) == 1 and errors[0][0] == "open" and str(log) in errors[0][1]
+        assert f.problems and str(log) in f.problems[0]
+    finally:
+        if log.is_dir():
+            (log / "x").unlink()
+            log.rmdir()
+            log.write_bytes(b'{"n": 1}\n')
+        log.chmod(0o644)
+    assert records_and_lines(f) == [(b'{"n": 1}', 1)]
+    assert f.problems == []
+    f.close()
+
+
+def test_positions_are_written_whole_and_forget_files_gone_while_stopped(tmp_path: Path) -> None:
+    logs, state = tmp_path / "logs", tmp_path / "state"
+    logs.mkdir()
+    (logs / "a.log").write_bytes(b'{"n": 1}\n')
+    (logs / "b.log").write_bytes(b'{"n": 2}\n')
+    f = Follower(str(logs / "*.log"), get_format("jsonl"), state)
+    records_and_lines(f)
+    f.close()
+    saved = json.loads((state / STATE_FILE).read_text())["files"]
+    assert sorted(v["path"] for v in saved.values()) == [str(logs / "a.log"), str(logs / "b.log")]
+    assert all(v["line"] == 2 and v["offset"] == 9 for v in saved.values())
+    assert not list(state.glob("*.tmp"))
+    (logs / "b.log").unlink()
+    g = Follower(str(logs / "*.log"), get_format("jsonl"), state)
+    assert records_and_lines(g) == []
+    g.save()
+    g.close()
+    saved = json.loads((state / STATE_FILE).read_text())["files"]
+    assert [v["path"] for v in saved.values()] == [str(logs / "a.log")]
