@@ -242,7 +242,9 @@ class Follower:
         for f in self._files.values():
             with contextlib.suppress(OSError):
                 f.handle.close()
-        self._files.clear()
+        if self._files:
+            self._files.clear()
+            self.events.followed(0)
 
 
 def _head(handle: BinaryIO, offset: int) -> str:
