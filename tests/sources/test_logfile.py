@@ -214,7 +214,7 @@ async def test_a_restart_resumes_after_the_last_processed_line(tmp_path: Path) -
         await _until(lambda: len(alerts(tmp_path)) == 3, 30, "the two new alerts")
     finally:
         assert await run.stop_within(30)
-    assert [a["group"]["actor.id"] for a in alerts(tmp_path)][0] == "one_vendor"
+    assert alerts(tmp_path)[0]["group"] == {"actor.id": "one_vendor"}
     assert sorted(a["sample_provenance"][0] for a in alerts(tmp_path)[1:]) == [f"{log}:2", f"{tmp_path}/b.log:1"]
     assert run.daemon.events_total == 2
     metrics = run.daemon.metrics.registry
