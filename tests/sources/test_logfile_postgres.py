@@ -8,9 +8,21 @@ pgaudit}`` over the server's log folder, and a file output.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import orjson
+import pytest
+
+from monitor.inputs import get_format
+from monitor.sources.follow import Follower
 from monitor.sources.logfile import FileSourceConfig
 from tests.inputs.conftest import create_shop
 from tests.sources.conftest import alerts, file_config
@@ -86,3 +98,58 @@ async def test_alerts_name_the_log_line_a_restart_resumes_and_a_rotation_is_foll
     assert '"acme_vendor"' in _line(log, int(number))
     assert len(_bulk(tmp_path, "hvac_vendor")) == 1
     assert run.log("input_format_unknown") == [] and run.log("crashed") == []
+
+
+def _as_user(groups: list[int], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``work()`` in a forked child running as ``nobody`` with these supplementary groups:
+    the daemon's user as the README sets it up, without a second interpreter (everything
+    the work needs is imported before the fork)."""
+    nobody = pwd.getpwnam("nobody")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read)
+            os.setgroups(groups)
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            os.write(write, orjson.dumps(work()))
+        except BaseException as exc:
+            os.write(write, orjson.dumps({"error": repr(exc)}))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as r:
+        data = r.read()
+    os.waitpid(pid, 0)
+    return orjson.loads(data)  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+def test_the_documented_permissions_let_the_daemons_user_read_the_log_and_nothing_less(pg: Postgres) -> None:
+    """README "Permissions": log_file_mode = 0640 (tests/support/postgres.py sets it), the
+    log folder and its parent 0750, the daemon's user in the postgres group."""
+    probe = pg.psql("CREATE TABLE IF NOT EXISTS perm_probe (x int); SELECT * FROM perm_probe", db="postgres")
+    assert probe.returncode == 0, probe.stderr  # audited lines, whichever test ran before
+    os.chmod(pg.dir, 0o750)
+    os.chmod(pg.log_dir, 0o750)
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o640 for p in pg.log_dir.glob("*.csv"))
+    state = Path(tempfile.mkdtemp(prefix="exfil-state-"))  # tmp_path's parents are root's alone
+    os.chown(state, pwd.getpwnam("nobody").pw_uid, -1)
+    pattern = str(pg.log_dir / "*.csv")
+
+    def follow() -> dict[str, Any]:
+        f = Follower(pattern, pgaudit, state)
+        records = [r for chunk in f.poll() for r in chunk.records]
+        out = {"records": len(records), "audit": sum(b"AUDIT:" in r for r in records), "followed": f.followed}
+        f.close()
+        return out
+
+    pgaudit = get_format("pgaudit")
+    try:
+        in_group = _as_user([grp.getgrnam("postgres").gr_gid], follow)
+        outside = _as_user([], follow)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    assert in_group.get("error") is None and in_group["audit"] > 0 and in_group["followed"]
+    assert outside == {"records": 0, "audit": 0, "followed": []}  # the folder cannot even be listed
