@@ -286,6 +286,21 @@ class Daemon:
         await self.source.dead_letter(dead)
         self.source.processed(records)
 
+    def _mapped(self, fmt: Format, recs: list[Any], raws: list[bytes], where: list[str],
+                dead: list[tuple[Any, str]]) -> tuple[list[Any], list[bytes], list[str]]:  # fmt: skip
+        """Records through the source's input format: the canonical events (as JSON for the
+        decoder) with the record and provenance of each; records the format cannot read
+        are counted, logged and dead-lettered like undecodable JSON, skips only counted."""
+        pipeline = self.pipeline
+        assert pipeline is not None
+        mapped = map_records(fmt, "", raws)  # mapped.numbers[i] - 1: the record of event i
+        pipeline.skipped(mapped.skipped)
+        for n, reason, raw in mapped.invalid:
+            pipeline.reject(reason, raw, where[n - 1])
+            dead.append((recs[n - 1], reason))
+        origin = [n - 1 for n in mapped.numbers]
+        return [recs[j] for j in origin], mapped.lines, [where[j] for j in origin]
+
     @property
     def events_total(self) -> int:
         return self.pipeline.counts.events if self.pipeline is not None else 0
@@ -308,19 +323,3 @@ class Daemon:
         if self._unflushed:
             await self.delivery.flush()
             self._unflushed = False
-
-
-    def _mapped(self, fmt: Format, recs: list[Any], raws: list[bytes], where: list[str],
-                dead: list[tuple[Any, str]]) -> tuple[list[Any], list[bytes], list[str]]:  # fmt: skip
-        """Records through the source's input format: the canonical events (as JSON for the
-        decoder) with the record and provenance of each; records the format cannot read
-        are counted, logged and dead-lettered like undecodable JSON, skips only counted."""
-        pipeline = self.pipeline
-        assert pipeline is not None
-        mapped = map_records(fmt, "", raws)  # mapped.numbers[i] - 1: the record of event i
-        pipeline.skipped(mapped.skipped)
-        for n, reason, raw in mapped.invalid:
-            pipeline.reject(reason, raw, where[n - 1])
-            dead.append((recs[n - 1], reason))
-        origin = [n - 1 for n in mapped.numbers]
-        return [recs[j] for j in origin], mapped.lines, [where[j] for j in origin]
