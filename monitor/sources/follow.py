@@ -191,11 +191,16 @@ class Follower:
             self.events.rotated("truncated")
         if size == f.read_to:
             return None
-        f.handle.seek(f.read_to)
-        data = f.handle.read(self.max_read)
+        want = self.max_read
+        while True:
+            f.handle.seek(f.read_to)
+            data = f.handle.read(want)
+            last = final and f.read_to + len(data) >= size
+            records, used = self.format.frame(data, last)
+            if used or len(data) < want:
+                break
+            want *= 2  # one record longer than max_read: read on until it is whole
         self.events.read(len(data))
-        last = final and f.read_to + len(data) >= size
-        records, used = self.format.frame(data, last)
         if used == 0:
             return None
         lines, end_line = record_lines(data, records, f.read_line, used)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from monitor.inputs import get_format
+from monitor.inputs.base import record_lines
 from monitor.sources.follow import STATE_FILE, Events, Follower
 
 CSV = (
@@ -206,3 +211,67 @@ def test_positions_are_written_whole_and_forget_files_gone_while_stopped(tmp_pat
     g.close()
     saved = json.loads((state / STATE_FILE).read_text())["files"]
     assert [v["path"] for v in saved.values()] == [str(logs / "a.log")]
+
+
+RECORD = st.builds(  # csvlog records: quoted statements with newlines, commas and quotes
+    lambda n, text: CSV.format(n=n).replace("select *", text.replace('"', '""')),
+    st.integers(0, 9), st.text(st.sampled_from('ab ,"\n\t'), max_size=20),
+)
+STEP = st.tuples(st.integers(0, 200), st.sampled_from(["write", "restart", "rotate", "poll"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(records=st.lists(RECORD, min_size=1, max_size=12), steps=st.lists(STEP, max_size=25))
+def test_whatever_the_writes_restarts_and_rotations_every_record_comes_once_with_its_line(
+    records: list[str], steps: list[tuple[int, str]]
+) -> None:
+    """A log written in arbitrary pieces (cut inside records and lines), with restarts of
+    the follower and rotations by rename between them: every record is handed out exactly
+    once (all chunks are committed), whole, in order per file, with the line it starts on."""
+    fmt = get_format("pgaudit")  # frames csvlog records across lines, and plain lines
+    with tempfile.TemporaryDirectory() as d:
+        logs = Path(d) / "logs"
+        logs.mkdir()
+        log, state = logs / "x.csv", Path(d) / "state"
+        data = "".join(records).encode()
+        expected: list[tuple[str, bytes, int]] = []  # (file, record, line) in writing order
+        files: list[Path] = [log]
+        got: list[tuple[str, bytes, int]] = []
+        f = Follower(str(logs / "*.csv"), fmt, state, max_read=64)
+
+        def drain() -> None:
+            for _ in range(1000):
+                chunks = f.poll()
+                if not chunks:
+                    return
+                for c in chunks:
+                    got.extend((c.path, r, n) for r, n in zip(c.records, c.lines, strict=True))
+                    f.commit(c)
+
+        written = 0
+        log.write_bytes(b"")
+        for size, op in [*steps, (len(data), "write")]:
+            if op == "write" and written < len(data):
+                piece = data[written : written + max(size, 1)]
+                with files[-1].open("ab") as w:
+                    w.write(piece)
+                written += len(piece)
+            elif op == "restart":
+                f.close()
+                f = Follower(str(logs / "*.csv"), fmt, state, max_read=64)
+            elif op == "rotate" and data[:written].endswith(b"\n"):  # logrotate after a whole record
+                gone = Path(d) / f"x.csv.{len(files)}"
+                os.rename(files[-1], gone)
+                files[-1] = gone
+                files.append(log)
+                log.write_bytes(b"")
+            drain()
+        drain()
+        f.close()
+        for path in files:  # what each file holds, framed as one finished stream
+            content = path.read_bytes()
+            recs, _ = fmt.frame(content, True)
+            lines, _ = record_lines(content, recs, 1, len(content))
+            expected.extend((str(path), r, n) for r, n in zip(recs, lines, strict=True))
+        assert sorted(got) == sorted(expected)
+        assert len(got) == len(set(got))
