@@ -43,7 +43,7 @@ from monitor.retry import Abandoned
 from monitor.rules.errors import RuleLoadError
 from monitor.rules.loader import RuleSet, load_rules
 from monitor.sources import Source, SourceContext, build_source
-from monitor.sources.base import Batch
+from monitor.sources.base import Batch, SourceUnavailable
 from monitor.sources.kafka import KafkaSource
 from monitor.statedir import StateDir, StateDirError
 from monitor.telemetry import Metrics, Telemetry, configure_logging, route_library_logs
@@ -208,18 +208,22 @@ class Daemon:
             return EXIT_FAILED
         self.telemetry.lifecycle("http_listening", host=host, port=self.http_port, max_connections=http.cap,
                                  auth="token" if auth else "none")  # fmt: skip
+        code = EXIT_OK
         try:
             if await self._until_stopping(self.delivery.start()) and await self.source.start(self.stopping):
                 self.telemetry.lifecycle("running")
                 await self._loop()
         except Abandoned as exc:  # stopping while an output or the broker kept failing
             self.telemetry.lifecycle("batch_abandoned", reason=str(exc))
+        except SourceUnavailable as exc:  # e.g. a file source's positions file unreadable
+            self.log.error("source_unavailable", error=str(exc))
+            code = EXIT_FAILED
         finally:
             await self.source.stop()
             await self.delivery.stop()
             await http.stop()
         self.telemetry.lifecycle("stopped", events=self.events_total, alerts=self.alerts_total)
-        return EXIT_OK
+        return code
 
     async def _until_stopping(self, work: Any) -> bool:
         """Run ``work`` unless a stop comes first; True if it finished."""

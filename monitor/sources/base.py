@@ -21,6 +21,10 @@ from monitor.inputs.base import Format
 Batch = dict[Any, list[Any]]  # stream -> its records, oldest first
 
 
+class SourceUnavailable(Exception):
+    """The source cannot start for a reason retrying will not fix (the daemon exits 1)."""
+
+
 class Source(Protocol):
     lock: asyncio.Lock
     format_name: str  # the input format of its records (``format:``), resolved with the rules

@@ -29,7 +29,7 @@ from monitor.configtypes import Duration, Model, PositiveInt, RelPath, TimeZone
 from monitor.health import DEGRADED, NOT_READY, Condition
 from monitor.inputs.base import Format
 from monitor.retry import wait_or_stop
-from monitor.sources.base import Batch
+from monitor.sources.base import Batch, SourceUnavailable
 from monitor.sources.follow import Chunk, Events, Follower
 from monitor.telemetry import Telemetry
 
@@ -106,10 +106,14 @@ class FileSource:
             error=lambda kind, message: t.source_error(f"file_{kind}", message),
         )
         self._stopping = stopping
-        self.follower = await asyncio.to_thread(
-            Follower, self.pattern, self.format, self.state_dir, max_read=self.config.max_read,
-            state_file=f"follow-{label}.json", events=events,
-        )  # fmt: skip
+        try:
+            self.follower = await asyncio.to_thread(
+                Follower, self.pattern, self.format, self.state_dir, max_read=self.config.max_read,
+                state_file=f"follow-{label}.json", events=events,
+            )  # fmt: skip
+        except OSError as exc:  # the positions file is unreadable: guessing would skip or repeat
+            self._state = "positions unreadable"
+            raise SourceUnavailable(f"{exc}; move it away to read the files from their start") from None
         self._last_commit = self.monotonic()
         self._state = "running"
         return True

@@ -219,3 +219,15 @@ async def test_a_restart_resumes_after_the_last_processed_line(tmp_path: Path) -
     assert run.daemon.events_total == 2
     metrics = run.daemon.metrics.registry
     assert metrics.get_sample_value("exfil_monitor_files_followed", {"source": "file"}) == 0  # closed at stop
+
+
+async def test_an_unreadable_positions_file_stops_the_daemon_with_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_bytes(event("x_vendor"))
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "follow-file.json").write_text("{half a json")
+    run = _Running(file_config(tmp_path, {"path": str(tmp_path / "*.log")}, rules=rules(tmp_path)))
+    assert await asyncio.wait_for(run.task, 30) == 1
+    (line,) = run.log("source_unavailable")
+    assert "follow-file.json: unreadable follow positions" in line["error"] and "move it away" in line["error"]
+    assert alerts(tmp_path) == []
