@@ -92,7 +92,9 @@ class Follower:
     @property
     def problems(self) -> list[str]:
         """Files matching the glob that cannot be opened (permissions), as of the last pass."""
-        return [f"{path}: {why}" for path, why in sorted(self._unreadable.items())]
+        # Read from the event loop while a pass may run in a worker thread: copied at once
+        # (one C call, under the GIL) before anything iterates.
+        return [f"{path}: {why}" for path, why in sorted(list(self._unreadable.items()))]
 
     @property
     def keys(self) -> set[str]:
@@ -101,7 +103,7 @@ class Follower:
 
     @property
     def followed(self) -> list[str]:
-        return sorted(f.path for f in self._files.values())
+        return sorted([f.path for f in list(self._files.values())])
 
     def _load(self) -> dict[str, dict[str, Any]]:
         try:
