@@ -24,6 +24,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
 
@@ -36,6 +37,8 @@ from monitor.engine.episodes import Resolution
 from monitor.health import DEGRADED, NOT_READY, Condition, Health, Report
 from monitor.http import HttpServer, Limits
 from monitor.httpauth import TokenAuth
+from monitor.inputs import Format, UnknownFormat, get_format
+from monitor.inputs.reader import map_records
 from monitor.outputs import Delivery, Output, OutputContext, build_outputs
 from monitor.outputs.spool import SpoolError
 from monitor.pipeline import Pipeline
@@ -43,7 +46,9 @@ from monitor.privacy import Masker
 from monitor.retry import Abandoned, RetryPolicy
 from monitor.rules.errors import RuleLoadError
 from monitor.rules.loader import RuleSet, load_rules
-from monitor.sources.kafka import KafkaSource, Records
+from monitor.sources import Source, SourceContext, build_source
+from monitor.sources.base import Batch, SourceUnavailable
+from monitor.sources.kafka import KafkaSource
 from monitor.statedir import StateDir, StateDirError
 from monitor.telemetry import Metrics, Telemetry, configure_logging, route_library_logs
 
@@ -65,14 +70,15 @@ class Daemon:
         self.exit_now = exit_now
         context = OutputContext(kafka=config.kafka, stdout=stdout, max_future_skew_ms=config.engine.max_future_skew)
         self.outputs = outputs if outputs is not None else build_outputs(config.outputs, context)
-        k = config.kafka
+        backoff_initial, backoff_max = config.retry_backoff
         self.stopping = asyncio.Event()
         self.healthy = Health()
-        policy = RetryPolicy(initial=k.retry_backoff / 1000, maximum=k.retry_backoff_max / 1000)
+        policy = RetryPolicy(initial=backoff_initial, maximum=backoff_max)
         self.delivery = Delivery(self.outputs, self.telemetry, config.state.dir / "spool",
                                  max_bytes=config.spool.max_bytes, policy=policy, health=self.healthy,
                                  open_records=self._open_records, clock=wall_clock)  # fmt: skip
-        self.source = KafkaSource(k, self.telemetry, before_commit=self._flush_outputs)
+        self.source: Source = self._source()
+        self.input_format: Format | None = None  # None: canonical JSON lines, decoded as they are
         self.healthy.watch("lifecycle", self._lifecycle_condition)
         self.healthy.watch("source", self.source.condition)
         self.healthy.watch("outputs", self._outputs_condition)
@@ -85,6 +91,26 @@ class Daemon:
         self.http_port: int | None = None
         self._signals = 0
         self._last_events = time.monotonic()  # when a fetch last brought records
+
+    def _source(self) -> Source:
+        """``kafka:`` or the one item of ``sources:`` (the config allows exactly one)."""
+        c = self.config
+        if c.kafka is not None:
+            return KafkaSource(c.kafka, self.telemetry, before_commit=self._flush_outputs)
+        assert c.sources
+        return build_source(c.sources[0], SourceContext(self.telemetry, c.state.dir, self._flush_outputs))
+
+    def _bind_format(self, rs: RuleSet) -> bool:
+        """Resolve the source's ``format:`` now that the rules (and their ``inputs:``) are known."""
+        src = self.source
+        try:
+            fmt = get_format(src.format_name, rs.inputs, timezone=ZoneInfo(src.timezone))
+        except UnknownFormat as exc:
+            self.log.error("input_format_unknown", format=src.format_name, error=str(exc))
+            return False
+        src.bind(fmt)
+        self.input_format = None if src.format_name == "jsonl" else fmt
+        return True
 
     # ---------------------------------------------------------- Status for monitor.http
 
@@ -154,8 +180,7 @@ class Daemon:
 
     async def _run(self) -> int:
         c = self.config
-        self.telemetry.lifecycle("starting", version=__version__, group_id=c.kafka.group_id,
-                                 topics=list(c.kafka.topics) or c.kafka.topic_pattern)  # fmt: skip
+        self.telemetry.lifecycle("starting", version=__version__, **self.source.describe())
         try:  # released in run(), however _run ends
             self.state.acquire()
         except StateDirError as exc:
@@ -168,6 +193,8 @@ class Daemon:
             return EXIT_FAILED
         rs = self.ruleset
         self.telemetry.rules_loaded(len(rs.enabled), rs.digest, rs.files, [str(w) for w in rs.warnings])
+        if not self._bind_format(rs):
+            return EXIT_FAILED
         e = c.engine
         options = EngineOptions(allowed_lateness_ms=e.allowed_lateness, max_groups_per_rule=e.max_groups_per_rule,
                                 distinct_exact_limit=e.distinct_exact_limit,
@@ -198,6 +225,7 @@ class Daemon:
             return EXIT_FAILED
         self.telemetry.lifecycle("http_listening", host=host, port=self.http_port, max_connections=http.cap,
                                  auth="token" if auth else "none")  # fmt: skip
+        code = EXIT_OK
         try:
             await self.delivery.start()  # each output's drain starts its output on its own
             if await self.source.start(self.stopping):
@@ -205,12 +233,15 @@ class Daemon:
                 await self._loop()
         except Abandoned as exc:  # stopping while the broker kept failing (dead letters)
             self.telemetry.lifecycle("batch_abandoned", reason=str(exc))
+        except SourceUnavailable as exc:  # e.g. a file source's positions file unreadable
+            self.log.error("source_unavailable", error=str(exc))
+            code = EXIT_FAILED
         finally:
             await self.source.stop()
             await self.delivery.stop(grace=c.spool.drain_timeout / 1000)
             await http.stop()
         self.telemetry.lifecycle("stopped", events=self.events_total, alerts=self.alerts_total)
-        return EXIT_OK
+        return code
 
     async def _loop(self) -> None:
         source = self.source
@@ -256,11 +287,12 @@ class Daemon:
             return []
         return [self.masker.alert(ep.record()) for ep in engine.open_episodes()]
 
-    async def _process(self, records: Records) -> None:
+    async def _process(self, records: Batch) -> None:
         """One batch, start to acknowledged. Runs under the source's lock, so a rebalance
         waits for it rather than committing in the middle."""
         pipeline = self.pipeline
         assert pipeline is not None
+        source, fmt = self.source, self.input_format
         t0 = time.perf_counter()
         now_ms = int(self.wall_clock() * 1000)
         good_all: list[tuple[dict[str, Any], int]] = []
@@ -273,11 +305,14 @@ class Daemon:
             empty = [i for i, raw in enumerate(raws) if not raw or raw.isspace()]
             if empty:
                 for i in empty:
-                    pipeline.reject("empty", "", f"{tp.topic}/{tp.partition}@{recs[i].offset}")
+                    pipeline.reject("empty", "", source.where(tp, recs[i]))
                     dead.append((recs[i], "empty"))
                 keep = [i for i, raw in enumerate(raws) if raw and not raw.isspace()]
                 recs, raws = [recs[i] for i in keep], [raws[i] for i in keep]
-            good, bad = pipeline.decode(raws, _where(tp, recs), reference_ms=now_ms)
+            where = [source.where(tp, r) for r in recs]  # each event's provenance
+            if fmt is not None:  # an input format: records to canonical events, maybe several each
+                recs, raws, where = self._mapped(fmt, recs, raws, where, dead)
+            good, bad = pipeline.decode(raws, where.__getitem__, reference_ms=now_ms, provenance=where)
             if good:
                 times = [ts for _, ts in good]
                 spans[tp] = (min(times), max(times))
@@ -291,6 +326,21 @@ class Daemon:
         self._spool(alerts, self.engine.resolutions() if self.engine is not None else [], now_ms)
         await self.source.dead_letter(dead)
         self.source.processed(records)
+
+    def _mapped(self, fmt: Format, recs: list[Any], raws: list[bytes], where: list[str],
+                dead: list[tuple[Any, str]]) -> tuple[list[Any], list[bytes], list[str]]:  # fmt: skip
+        """Records through the source's input format: the canonical events (as JSON for the
+        decoder) with the record and provenance of each; records the format cannot read
+        are counted, logged and dead-lettered like undecodable JSON, skips only counted."""
+        pipeline = self.pipeline
+        assert pipeline is not None
+        mapped = map_records(fmt, "", raws)  # mapped.numbers[i] - 1: the record of event i
+        pipeline.skipped(mapped.skipped)
+        for n, reason, raw in mapped.invalid:
+            pipeline.reject(reason, raw, where[n - 1])
+            dead.append((recs[n - 1], reason))
+        origin = [n - 1 for n in mapped.numbers]
+        return [recs[j] for j in origin], mapped.lines, [where[j] for j in origin]
 
     @property
     def events_total(self) -> int:
@@ -321,8 +371,3 @@ class Daemon:
         """Before a commit: the spools hold what the committed events raised (submit
         fsyncs already; this keeps the promise should that ever change)."""
         self.delivery.flush()
-
-
-def _where(tp: Any, recs: list[Any]) -> Callable[[int], str]:
-    """Where a bad message was, as its log line names it: topic/partition@offset."""
-    return lambda i: f"{tp.topic}/{tp.partition}@{recs[i].offset}"

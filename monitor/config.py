@@ -36,6 +36,9 @@ from monitor.outputs.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from monitor.outputs.stdout import StdoutOutputConfig as StdoutOutputConfig
 from monitor.privacy import PrivacyConfig as PrivacyConfig
 from monitor.secrets import resolve_secret
+from monitor.sources import SOURCE_MODELS as SOURCE_MODELS
+from monitor.sources import SourceConfig as SourceConfig
+from monitor.sources.logfile import FileSourceConfig as FileSourceConfig
 
 
 class RulesConfig(Model):
@@ -111,7 +114,9 @@ class SpoolConfig(Model):
 
 
 class Config(Model):
-    kafka: KafkaConfig
+    # Where events come from: exactly one of the Kafka section and a list of sources.
+    kafka: KafkaConfig | None = None
+    sources: list[SourceConfig] | None = None
     rules: RulesConfig
     state: StateConfig = StateConfig()
     spool: SpoolConfig = SpoolConfig()
@@ -122,12 +127,40 @@ class Config(Model):
     privacy: PrivacyConfig = PrivacyConfig()
 
     @model_validator(mode="after")
+    def _one_origin(self) -> Config:
+        if self.kafka is None and self.sources is None:
+            raise ValueError("give the source of events: a kafka: section or a sources: list (e.g. "
+                             "[{type: file, path: /var/log/postgresql/*.csv, format: pgaudit}])")  # fmt: skip
+        if self.kafka is not None and self.sources is not None:
+            raise KeyProblem(("sources",), "give either kafka: or sources:, not both (one daemon, one source)")
+        if self.sources is not None:
+            if len(self.sources) != 1:
+                raise KeyProblem(("sources",), f"exactly one source is supported, got {len(self.sources)}; "
+                                               "run one daemon (with its own state.dir) per source")  # fmt: skip
+            for i, o in enumerate(self.outputs):
+                if isinstance(o, KafkaOutputConfig):
+                    raise KeyProblem(("outputs", i), "a kafka output takes its brokers and security settings "
+                                                     "from the kafka: section, which a file source has not")  # fmt: skip
+        return self
+
+    @property
+    def retry_backoff(self) -> tuple[float, float]:
+        """(initial, max) seconds between retries of a failing output: the Kafka section's, or its defaults."""
+        k = self.kafka
+        if k is None:
+            fields = KafkaConfig.model_fields
+            return fields["retry_backoff"].default / 1000, fields["retry_backoff_max"].default / 1000
+        return k.retry_backoff / 1000, k.retry_backoff_max / 1000
+
+    @model_validator(mode="after")
     def _unique_outputs(self) -> Config:
         labels = [o.label for o in self.outputs]
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
             raise ValueError(f"outputs: give each output of a type a distinct name: {', '.join(dupes)}")
         k = self.kafka
+        if k is None:
+            return self
         for o in self.outputs:  # an alerts topic on the source's own cluster must not be consumed
             if not isinstance(o, KafkaOutputConfig) or set(o.bootstrap_servers or k.bootstrap_servers) != set(k.bootstrap_servers):
                 continue
@@ -139,4 +172,4 @@ class Config(Model):
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read, override from the environment, validate; raise :class:`ConfigError` with all problems."""
-    return configload.load_model(path, environ, Config, OUTPUT_MODELS)
+    return configload.load_model(path, environ, Config, {"outputs": OUTPUT_MODELS, "sources": SOURCE_MODELS})

@@ -34,8 +34,8 @@ from monitor.rules.yamlpos import Doc, YamlProblem, load
 from monitor.timeparse import parse_duration
 
 M = TypeVar("M", bound=BaseModel)
-# (the top-level model, the models of `outputs` items by their `type`)
-Models = tuple[type[BaseModel], Mapping[str, type[BaseModel]]]
+# (the top-level model, per list key (`outputs`, `sources`) the models of its items by `type`)
+Models = tuple[type[BaseModel], Mapping[str, Mapping[str, type[BaseModel]]]]
 ENV_PREFIX = "EXFIL_MONITOR_"
 
 
@@ -51,7 +51,7 @@ __all__ = ["ENV_PREFIX", "ConfigError", "KeyProblem", "load_model"]
 
 
 def load_model(path: str | Path, environ: Mapping[str, str] | None, model: type[M],
-               item_models: Mapping[str, type[BaseModel]]) -> M:  # fmt: skip
+               item_models: Mapping[str, Mapping[str, type[BaseModel]]]) -> M:  # fmt: skip
     """Read, override from the environment, validate as ``model``; raise
     :class:`ConfigError` with all problems."""
     models: Models = (model, item_models)
@@ -163,7 +163,8 @@ def _describe(err: Any, doc: Doc, data: Any, name: str, env: dict[tuple[Any, ...
         message = f"missing required key {str(loc[-1])!r}"
         where_path = path
     elif kind == "union_tag_invalid":
-        message = f"unknown output type {err['input'].get('type')!r} (known: {err['ctx']['expected_tags']})"
+        kind_of = str(path[0]).removesuffix("s") if path else "item"
+        message = f"unknown {kind_of} type {err['input'].get('type')!r} (known: {err['ctx']['expected_tags']})"
         where_path = path
     else:
         where_path = path
@@ -218,11 +219,14 @@ def _model_at(path: tuple[Any, ...], data: Any, models: Models) -> type[BaseMode
     """The model that validates the mapping at ``path`` of the data."""
     model: Any = models[0]
     cur = data
+    key: Any = None
     for seg in path:
         cur = cur[seg]
-        if isinstance(seg, int):  # an item of `outputs`: its model is chosen by `type`
-            model = models[1].get(str(cur.get("type"))) if isinstance(cur, dict) else None
+        if isinstance(seg, int):  # an item of `outputs` or `sources`: its model is chosen by `type`
+            by_type = models[1].get(str(key), {})
+            model = by_type.get(str(cur.get("type"))) if isinstance(cur, dict) else None
         elif model is not None and seg in model.model_fields:
+            key = seg
             ann = model.model_fields[seg].annotation
             args = getattr(ann, "__args__", (ann,))
             model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)

@@ -53,7 +53,18 @@ def _comma_list(v: Any) -> Any:
     return v
 
 
+def _zone(v: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r} (an IANA name such as UTC or Europe/Berlin)") from None
+    return v
+
+
 Duration = Annotated[int, BeforeValidator(parse_duration)]  # milliseconds
+TimeZone = Annotated[str, AfterValidator(_zone)]  # an IANA name, for timestamps without a zone
 RelPath = Annotated[Path, AfterValidator(_relative)]
 TextList = Annotated[list[str], BeforeValidator(_comma_list)]
 PositiveInt = Annotated[int, Field(gt=0)]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import orjson
 
 from monitor import defaults
-from monitor.event import Event, getter
+from monitor.event import PROVENANCE, Event, getter
 from monitor.timeparse import EVENT_TIME_MAX_MS, EVENT_TIME_MIN_MS, parse_str, parse_ts
 
 _NEVER = -(2**62)
@@ -45,12 +45,14 @@ class Decoder:
         self.rejected_held: list[bytes | str] = []
 
     def decode(
-        self, raws: Sequence[bytes | str], *, reference_ms: int | None = None
+        self, raws: Sequence[bytes | str], *, reference_ms: int | None = None,
+        provenance: Sequence[str] | None = None,
     ) -> tuple[list[tuple[Event, int]], list[tuple[int, str]]]:
         """Return the good events and (position in ``raws``, reason) for the rest.
 
         A position of -1 names an event held from an earlier call; its raw bytes are in
-        ``rejected_held``.
+        ``rejected_held``. ``provenance[i]``, when given, is set on the event of ``raws[i]``
+        as :data:`~monitor.event.PROVENANCE` (overwriting what the input said there).
         """
         good: list[tuple[Event, int]] = []
         bad: list[tuple[int, str]] = []
@@ -78,6 +80,8 @@ class Decoder:
             if e.__class__ is not dict:
                 bad.append((i, "not_an_object"))
                 continue
+            if provenance is not None:
+                e[PROVENANCE] = provenance[i]
             t = e.get(top_field) if top_field is not None else get_time(e)
             if t is None:
                 bad.append((i, "missing_time"))

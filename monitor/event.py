@@ -18,6 +18,10 @@ import orjson
 Event = dict[str, Any]
 Getter = Callable[[Event], Any]
 
+# Where the daemon read an event (``file:line``, ``topic/partition@offset``): set on each
+# decoded event under a key no rule names by accident, carried into alerts' samples.
+PROVENANCE = "@provenance"
+
 
 class Tally:
     """A plain integer cell; closures bump it on the hot path, telemetry reads it per batch."""

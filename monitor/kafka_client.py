@@ -26,7 +26,15 @@ from aiokafka.errors import (
 )
 from pydantic import SecretStr, field_validator, model_validator
 
-from monitor.configtypes import Duration, KeyProblem, Model, PositiveInt, RelPath, TextList
+from monitor.configtypes import (
+    Duration,
+    KeyProblem,
+    Model,
+    PositiveInt,
+    RelPath,
+    TextList,
+    TimeZone,
+)
 
 _CONNECT_OPTIONS = ("client_id", "request_timeout_ms", "ssl_context", "security_protocol",
                     "sasl_mechanism", "sasl_plain_username", "sasl_plain_password")  # fmt: skip
@@ -84,6 +92,8 @@ class KafkaConfig(Model):
     group_id: str = "exfil-monitor"
     client_id: str = "exfil-monitor"
     auto_offset_reset: Literal["earliest", "latest"] = "latest"
+    format: str = "jsonl"  # the input format of the messages (monitor.inputs)
+    timezone: TimeZone = "UTC"  # for formats whose timestamps have no zone
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     ssl: SslConfig | None = None
     sasl: SaslConfig | None = None

@@ -62,12 +62,13 @@ class Pipeline:
         self.telemetry.invalid_event(reason, sample(raw), where)
 
     def decode(self, raws: Sequence[bytes | str], where: Callable[[int], str], *,
-               reference_ms: int | None = None) -> Decoded:  # fmt: skip
+               reference_ms: int | None = None, provenance: Sequence[str] | None = None) -> Decoded:  # fmt: skip
         """Decode one batch; each bad event is counted and logged at ``where(position)``.
 
         A position of -1 is an event held from the previous batch (see the decoder).
+        ``provenance`` (the daemon's) names where each raw was read, for alerts' samples.
         """
-        good, bad = self.decoder.decode(raws, reference_ms=reference_ms)
+        good, bad = self.decoder.decode(raws, reference_ms=reference_ms, provenance=provenance)
         actors = self.engine.ruleset.actors  # read per batch: a reloaded rule set brings its own
         if actors:
             fill = actors.fill
@@ -115,10 +116,16 @@ class Pipeline:
             self.counts.invalid["future_time"] += 1
             self.telemetry.invalid_event("future_time", sample(raw), "end of input")
 
+    def skipped(self, reasons: Counter[str]) -> None:
+        """Records an input format read and skipped as not data access (not bad input)."""
+        if reasons:
+            self.counts.skipped.update(reasons)
+            self.telemetry.events_skipped(reasons)
+
     def _mapped(self, batch: MappedBatch) -> None:
         """Records the input format could not read are invalid input like undecodable JSON."""
         c = self.counts
-        c.skipped.update(batch.skipped)
+        self.skipped(batch.skipped)
         c.events += len(batch.invalid)
         self.telemetry.events_received(len(batch.invalid))
         for line, reason, raw in batch.invalid:

@@ -89,6 +89,20 @@ class Metrics:
         self.source_errors = Counter(
             f"{p}source_errors", "Errors talking to the event source, by kind.", ["kind"], registry=r
         )
+        self.files_followed = Gauge(
+            f"{p}files_followed", "Log files a file source has open, by source.", ["source"], registry=r
+        )
+        self.file_bytes_read = Counter(
+            f"{p}file_bytes_read", "Bytes a file source read from its files, by source.", ["source"], registry=r
+        )
+        self.file_rotations = Counter(
+            f"{p}file_rotations", "Followed files renamed away (rotated) or truncated, by source and kind.",
+            ["source", "kind"], registry=r,
+        )  # fmt: skip
+        self.events_skipped = Counter(
+            f"{p}events_skipped", "Records an input format read but skipped as not data access, by reason.",
+            ["reason"], registry=r,
+        )  # fmt: skip
         self.source_connected = Gauge(f"{p}source_connected", "1 while the source is connected.", registry=r)
         self.partitions_assigned = Gauge(
             f"{p}partitions_assigned", "Partitions this instance was given by its consumer group.", registry=r
@@ -373,6 +387,21 @@ class Telemetry:
         ok, suppressed = self.limiter.allow(f"source:{kind}")
         if ok:
             self.log.error("source_error", kind=kind, error=error, suppressed=suppressed)
+
+    def files_followed(self, source: str, n: int) -> None:
+        self.metrics.files_followed.labels(source=source).set(n)
+
+    def file_bytes_read(self, source: str, n: int) -> None:
+        self.metrics.file_bytes_read.labels(source=source).inc(n)
+
+    def file_rotated(self, source: str, kind: str) -> None:
+        """A followed file renamed away (drained, then let go) or truncated (read from 0)."""
+        self.metrics.file_rotations.labels(source=source, kind=kind).inc()
+        self.log.info("file_rotated", source=source, kind=kind)
+
+    def events_skipped(self, reasons: Mapping[str, int]) -> None:
+        for reason, n in reasons.items():
+            self.metrics.events_skipped.labels(reason=reason).inc(n)
 
     def source_connected(self, connected: bool) -> None:
         self.metrics.source_connected.set(1 if connected else 0)

@@ -9,6 +9,7 @@ in ``/alerts``; the card's last four digits are shown where the alert refers to 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -110,6 +111,8 @@ async def test_a_card_number_and_an_email_leave_the_daemon_masked(
     assert record["summary"] == "mallory exported j***@shop.example, card [card ****1111]"
     assert record["annotations"]["note"] == "for j***@shop.example ([card ****1111])"
     assert record["group"] == {"actor.id": "mallory"}  # who did it: shown, on-call acts on it
+    assert record["sample_event_ids"] == ["e1"]
+    assert re.fullmatch(r"[\w.-]+/0@0", record["sample_provenance"][0])  # topic/partition@offset
     assert orjson.loads(seen["stdout"]) == record == orjson.loads(seen["kafka"])
     code, body = seen["alerts"]
     assert code == 200 and orjson.loads(body)["alerts"] == [record]

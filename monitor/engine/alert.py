@@ -99,6 +99,8 @@ class Alert:
     labels: dict[str, str]
     annotations: dict[str, str]
     sample_event_ids: list[Any] = field(default_factory=list)
+    # Where the daemon read the window's last events (file:line, topic/partition@offset).
+    sample_provenance: list[str] = field(default_factory=list)
     unit: str = "events"  # what value and threshold count (monitor.units), for people's outputs
     # The value is a sum held at +-float max because the true sum is beyond it.
     saturated: bool = False
@@ -149,6 +151,8 @@ class Alert:
             "annotations": self.annotations,
             "sample_event_ids": [bounded_value(v) for v in self.sample_event_ids],
         }
+        if self.sample_provenance:  # only the daemon knows where it read an event
+            out["sample_provenance"] = [truncate(w) for w in self.sample_provenance]
         if detected_at_ms is not None:
             out["detected_at"] = format_ts(detected_at_ms)
         if self.saturated:

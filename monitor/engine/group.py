@@ -23,7 +23,7 @@ class Group:
         self.total: Any = total  # aggregate over the window ending at ``cur``
         self.count = 0  # events in that window
         self.fires: list[int] | tuple[()] = ()  # most groups never fire: no list for them
-        self.samples: list[Any] = []  # flat: time, id, time, id, ... of the last 5 events with an id
+        self.samples: list[Any] = []  # flat: time, id, provenance, ... of the last 5 events with either
         self.refs = refs  # distinct, counted exactly: value -> buckets holding it
         self.sketch: HLL | None = None  # distinct past the exact limit: union of the window
         self.stored = 0  # distinct: values kept across buckets

@@ -32,7 +32,7 @@ from monitor.engine.evicted import Evicted
 from monitor.engine.group import COUNT, NEWEST, VALUE, Group
 from monitor.engine.hll import HLL
 from monitor.engine.sums import saturating_sum
-from monitor.event import TOO_LARGE, Event, Tally, getter, group_key, hashable, unkey
+from monitor.event import PROVENANCE, TOO_LARGE, Event, Tally, getter, group_key, hashable, unkey
 from monitor.rules.model import RuleSpec
 
 
@@ -46,7 +46,7 @@ class Fire(NamedTuple):
     value: Any
     fired_at: int
     events: int  # events in the window
-    samples: list[Any]  # ids of the window's last events
+    samples: list[Any]  # (id, provenance) of the window's last events, either may be None
     key: Hashable  # the group
     estimated: bool  # the value includes the evicted-group summary's estimate
 
@@ -238,12 +238,14 @@ class RuleState:
             self.late += 1
             return None
         eid = e.get("id")
-        if eid is not None:
+        where = e.get(PROVENANCE)
+        if eid is not None or where is not None:
             samples = g.samples
             samples.append(ts)
             samples.append(eid)
-            if len(samples) > 10:
-                del samples[:2]
+            samples.append(where)
+            if len(samples) > 15:
+                del samples[:3]
         b = ts // self.res
         if ts < newest:
             return self._late(g, key, b, ts, contrib, clock)
@@ -319,8 +321,8 @@ class RuleState:
                 self.held.append((ts, key, clock, None))
                 return None
             self._record_fire(g, ts)
-        eid = e.get("id")
-        fire = Fire(None, value, ts, 1, [] if eid is None else [eid], key, False)
+        eid, where = e.get("id"), e.get(PROVENANCE)
+        fire = Fire(None, value, ts, 1, [] if eid is None and where is None else [(eid, where)], key, False)
         self.held.append((ts, key, clock, fire))
         return fire
 
@@ -452,7 +454,7 @@ class RuleState:
         low = (end - self.nb + 1) * self.res
         high = (end + 1) * self.res
         s = g.samples
-        return [s[i + 1] for i in range(0, len(s), 2) if low <= s[i] < high]
+        return [(s[i + 1], s[i + 2]) for i in range(0, len(s), 3) if low <= s[i] < high]
 
     # -- introspection ---------------------------------------------------------------
 

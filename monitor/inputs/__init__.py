@@ -13,6 +13,7 @@ The canonical vocabulary every format maps to (so one rule serves all sources):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import tzinfo
 from typing import Any
 
 from monitor.event import Event
@@ -41,11 +42,23 @@ class UnknownFormat(ValueError):
     pass
 
 
-def get_format(name: str, custom: Mapping[str, CustomInput | Mapping[str, Any]] | None = None) -> Format:
+# Formats whose timestamps carry no zone take the source's ``timezone``.
+ZONED: dict[str, Callable[[tzinfo], Format]] = {"mariadb-audit": MariadbAudit}
+
+
+def _builtin(name: str, timezone: tzinfo | None) -> Format:
+    if timezone is not None and name in ZONED:
+        return ZONED[name](timezone)
+    return FORMATS[name]()
+
+
+def get_format(name: str, custom: Mapping[str, CustomInput | Mapping[str, Any]] | None = None,
+               timezone: tzinfo | None = None) -> Format:  # fmt: skip
     """The format called ``name``: built in, or one of the ``custom`` mappings (whose
-    ``from`` must name a built-in format), usually a rule set's ``RuleSet.inputs``."""
+    ``from`` must name a built-in format), usually a rule set's ``RuleSet.inputs``;
+    ``timezone`` reads zone-less timestamps (default UTC)."""
     if name in FORMATS:
-        return FORMATS[name]()
+        return _builtin(name, timezone)
     if custom and name in custom:
         given = custom[name]
         spec = given if isinstance(given, CustomInput) else CustomInput.model_validate(given)
@@ -53,6 +66,6 @@ def get_format(name: str, custom: Mapping[str, CustomInput | Mapping[str, Any]] 
             raise UnknownFormat(
                 f"input {name!r}: from: unknown format {spec.base!r}; known: {', '.join(FORMATS)}"
             )
-        return Custom(name, FORMATS[spec.base](), spec)
+        return Custom(name, _builtin(spec.base, timezone), spec)
     known = [*FORMATS, *(custom or {})]
     raise UnknownFormat(f"unknown input format {name!r}; known: {', '.join(known)}")

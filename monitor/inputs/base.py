@@ -64,6 +64,26 @@ def frame_lines(data: bytes, final: bool) -> tuple[list[bytes], int]:
     return [line for line in data[:end].split(b"\n") if line.strip()], end
 
 
+def record_lines(data: bytes, records: list[bytes], line: int, used: int) -> tuple[list[int], int]:
+    """The line number each framed record starts on, and the line after ``used`` bytes.
+
+    ``records`` are what :meth:`Format.frame` returned for ``data`` whose first byte is on
+    ``line``; a record is found by its bytes after the previous one (a framer that
+    rewrote a record is counted from where the previous one ended). One place, so that
+    ``replay`` and the daemon's file source name the same line for the same record.
+    """
+    numbers: list[int] = []
+    cursor = pos = 0  # cursor: after the previous record; pos: where ``line`` is
+    for rec in records:
+        at = data.find(rec, cursor)
+        if at < 0:
+            at = cursor
+        line += data.count(b"\n", pos, at)  # a record's own newlines (a multi-line statement) count too
+        numbers.append(line)
+        pos, cursor = at, at + len(rec)
+    return numbers, line + data.count(b"\n", pos, used)
+
+
 class LineFormat:
     """Base for formats whose records are single lines."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from monitor.inputs.base import Format, Skip
+from monitor.inputs.base import Format, Skip, record_lines
 from monitor.sources.files import Batch, _open
 
 CHUNK = 1 << 20
@@ -81,15 +81,9 @@ class MappedFileSource:
             buf += chunk
             records, used = self.format.frame(buf, final)
             batch = MappedBatch(label, line, [])
-            cursor = 0
-            for rec in records:
-                at = buf.find(rec, cursor)
-                if at < 0:  # a framer that rewrote the record: count from the cursor
-                    at = cursor
-                line += buf.count(b"\n", cursor, at)
-                cursor = at + len(rec)
-                _map(self.format, batch, rec, line)
-            line += buf.count(b"\n", cursor, used)
+            numbers, line = record_lines(buf, records, line, used)
+            for rec, n in zip(records, numbers, strict=True):
+                _map(self.format, batch, rec, n)
             buf = buf[used:]
             if batch.lines or batch.skipped or batch.invalid:
                 yield batch

@@ -28,10 +28,11 @@ __all__ = ["BUILDERS", "OUTPUT_MODELS", "REGISTRY", "Delivery", "Output", "Outpu
 
 @dataclass(frozen=True)
 class OutputContext:
-    """What outputs may need beyond their own section: the source's Kafka settings, the
-    engine's future skew (Alertmanager's lease is never shorter)."""
+    """What outputs may need beyond their own section: the source's Kafka settings (none
+    with a file source; the config then allows no Kafka output), the engine's future skew
+    (Alertmanager's lease is never shorter)."""
 
-    kafka: KafkaConfig
+    kafka: KafkaConfig | None
     stdout: IO[Any] | None = None
     max_future_skew_ms: int = defaults.MAX_FUTURE_SKEW_MS
 
@@ -43,7 +44,7 @@ Builder = Callable[[Any, OutputContext], Output | list[Output]]
 REGISTRY: dict[str, tuple[type[OutputConfigBase], Builder]] = {
     "stdout": (StdoutOutputConfig, lambda c, ctx: StdoutOutput.from_config(c, ctx.stdout)),
     "file": (FileOutputConfig, lambda c, ctx: FileOutput.from_config(c)),
-    "kafka": (KafkaOutputConfig, lambda c, ctx: KafkaOutput.from_config(c, ctx.kafka)),
+    "kafka": (KafkaOutputConfig, lambda c, ctx: KafkaOutput.from_config(c, _kafka(ctx))),
     "alertmanager": (AlertmanagerConfig, lambda c, ctx: list(AlertmanagerOutput.from_config(c, ctx.max_future_skew_ms))),
 }
 # The same models as a union pydantic picks from by `type` (a static type, so mypy sees it;
@@ -53,6 +54,12 @@ OutputConfig = Annotated[
 ]
 OUTPUT_MODELS: dict[str, type[OutputConfigBase]] = {t: model for t, (model, _) in REGISTRY.items()}
 BUILDERS: dict[str, Builder] = {t: build for t, (_, build) in REGISTRY.items()}
+
+
+def _kafka(ctx: OutputContext) -> KafkaConfig:
+    if ctx.kafka is None:
+        raise ValueError("a kafka output needs the kafka: section's brokers and security settings")
+    return ctx.kafka
 
 
 def build_outputs(configs: Sequence[Any], context: OutputContext) -> list[Output]:

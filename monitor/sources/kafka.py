@@ -48,6 +48,8 @@ class KafkaSource:
                  wall_clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.config = config
         self.telemetry = telemetry
+        self.format_name = config.format
+        self.timezone = config.timezone
         self.before_commit = before_commit
         self.monotonic = monotonic
         self.wall_clock = wall_clock  # aiokafka stamps fetch responses with wall-clock time
@@ -71,6 +73,16 @@ class KafkaSource:
     @property
     def assignment(self) -> set[TopicPartition]:
         return self.partitions.assignment  # as the rebalance listener saw it
+
+    def bind(self, fmt: Any) -> None:
+        """Messages are mapped by the daemon (one record, one message): nothing to frame."""
+
+    def describe(self) -> dict[str, Any]:
+        c = self.config
+        return {"group_id": c.group_id, "topics": list(c.topics) or c.topic_pattern, "format": c.format}
+
+    def where(self, tp: TopicPartition, record: Any) -> str:
+        return f"{tp.topic}/{tp.partition}@{record.offset}"
 
     # -------------------------------------------------------------- lifecycle
 

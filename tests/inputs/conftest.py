@@ -75,22 +75,29 @@ def shop_log(postgres: Postgres) -> bytes:
 MULTI = "SELECT id,\n       name\n  FROM shop.customers\n WHERE name = 'a, \"b'"
 
 
-def run_shop(pg: Postgres) -> bytes:
-    """Ordinary and malicious queries against a real server; its csvlog afterwards."""
+def create_shop(pg: Postgres, *vendors: str) -> None:
+    """The shop database: customers (500 rows) readable by the app and the vendors
+    (``hvac_vendor`` and any others named), cards readable by the app only."""
     assert pg.psql("CREATE DATABASE shop", db="postgres").returncode == 0
-    setup = """
-        CREATE ROLE shop_app LOGIN; CREATE ROLE hvac_vendor LOGIN;
+    roles = ", ".join(("hvac_vendor", *vendors))
+    setup = f"""
+        CREATE ROLE shop_app LOGIN; {" ".join(f"CREATE ROLE {v} LOGIN;" for v in ("hvac_vendor", *vendors))}
         CREATE SCHEMA shop;
         CREATE TABLE shop.customers (id int PRIMARY KEY, name text, email text);
         CREATE TABLE shop.cards (id int PRIMARY KEY, customer_id int, pan text);
         INSERT INTO shop.customers SELECT g, 'name ' || g, 'c' || g || '@example.com'
             FROM generate_series(1, 500) g;
-        GRANT USAGE ON SCHEMA shop TO shop_app, hvac_vendor;
-        GRANT SELECT ON shop.customers TO shop_app, hvac_vendor;
+        GRANT USAGE ON SCHEMA shop TO shop_app, {roles};
+        GRANT SELECT ON shop.customers TO shop_app, {roles};
         GRANT SELECT ON shop.cards TO shop_app;
     """
     done = pg.psql(setup)
     assert done.returncode == 0, done.stderr
+
+
+def run_shop(pg: Postgres) -> bytes:
+    """Ordinary and malicious queries against a real server; its csvlog afterwards."""
+    create_shop(pg)
     assert pg.psql("SELECT email FROM shop.customers WHERE id = 7", user="shop_app").returncode == 0
     assert pg.psql(MULTI, user="shop_app").returncode == 0
     assert pg.psql("SELECT * FROM shop.customers", user="hvac_vendor").returncode == 0
