@@ -68,7 +68,8 @@ class Daemon:
         self.telemetry = Telemetry(self.metrics, self.log)
         self.wall_clock = wall_clock
         self.exit_now = exit_now
-        context = OutputContext(kafka=config.kafka, stdout=stdout, max_future_skew_ms=config.engine.max_future_skew)
+        context = OutputContext(kafka=config.kafka, stdout=stdout, max_future_skew_ms=config.engine.max_future_skew,
+                                timezone_of=self._rule_timezone)  # fmt: skip
         self.outputs = outputs if outputs is not None else build_outputs(config.outputs, context)
         backoff_initial, backoff_max = config.retry_backoff
         self.stopping = asyncio.Event()
@@ -279,6 +280,12 @@ class Daemon:
         async with self.source.lock:
             now_ms = int(self.wall_clock() * 1000)
             self._spool([], engine.resolve_idle(now_ms), now_ms)
+
+    def _rule_timezone(self, rule_id: str) -> str | None:
+        """The time zone of the rule's schedule, for outputs that show the window in it."""
+        rules = self.ruleset.rules if self.ruleset is not None else ()
+        when = next((r.spec.when for r in rules if r.id == rule_id), None)
+        return None if when is None else when[1].timezone
 
     def _open_records(self) -> list[dict[str, Any]]:
         """The open episodes' alerts, masked as they first went out: what re-sends carry."""

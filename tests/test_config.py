@@ -153,7 +153,8 @@ def test_output_problems_point_into_the_list(tmp_path: Path) -> None:
           - type: stdout
         """))  # fmt: skip
     assert problems(path) == [
-        f"{path}:7:5: outputs.0: unknown output type 'pager' (known: 'stdout', 'file', 'kafka', 'alertmanager')",
+        f"{path}:7:5: outputs.0: unknown output type 'pager' (known: 'stdout', 'file', 'kafka', 'alertmanager', "
+        "'pagerduty', 'slack', 'webhook')",
         f"{path}:8:5: outputs.1: missing required key 'path'",
         f"{path}:11:5: outputs.2: unknown key 'bootstrap_server' (did you mean 'bootstrap_servers'?)",
     ]
@@ -185,6 +186,37 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert isinstance(c.outputs[0], KafkaOutputConfig) and c.outputs[0].topic == "security-alerts"
     opts = c.kafka.client_options()
     assert opts["sasl_mechanism"] == "PLAIN" and opts["sasl_plain_password"] == "hunter2-secret"
+
+
+def test_paging_secrets_from_files_or_the_environment_never_shown(tmp_path: Path) -> None:
+    """Each secret from its ``*_file`` (a mounted secret), or from the environment, which
+    wins; a wrong one is refused without quoting it."""
+    (tmp_path / "pd").write_text("R0123456789abcdef0123456789abcde\n")
+    (tmp_path / "hook").write_text("https://hooks.slack.com/services/T0/B0/SLACKSECRET\n")
+    (tmp_path / "hmac").write_text("HMACSECRET\n")
+    path = write(tmp_path, MINIMAL + textwrap.dedent(f"""\
+        outputs:
+          - type: pagerduty
+            routing_key_file: {tmp_path / "pd"}
+            match: {{severity: [critical, high]}}
+          - type: slack
+            webhook_url_file: {tmp_path / "hook"}
+          - type: webhook
+            url: https://soar.example/hooks/exfil
+            secret_file: {tmp_path / "hmac"}
+        """))  # fmt: skip
+    c = load_config(path, {"EXFIL_MONITOR_OUTPUTS__0__ROUTING_KEY": "ENVSECRET0123456789abcdef0123456"})
+    pd, sl, wh = c.outputs
+    assert pd.routing_key.get_secret_value() == "ENVSECRET0123456789abcdef0123456"  # type: ignore[union-attr]
+    assert sl.webhook_url.get_secret_value().endswith("SLACKSECRET")  # type: ignore[union-attr]
+    assert wh.secret.get_secret_value() == "HMACSECRET"  # type: ignore[union-attr]
+    outputs = build_outputs(c.outputs, OutputContext(kafka=c.kafka))
+    assert [o.name for o in outputs] == ["pagerduty", "slack", "webhook"]
+    shown = repr(c) + str(c.model_dump()) + repr(outputs)
+    assert not any(s in shown for s in ("ENVSECRET", "SLACKSECRET", "HMACSECRET", "R0123456789"))
+    (tmp_path / "hook").write_text("hooks.slack.com/services/T0/B0/SLACKSECRET\n")
+    [problem] = problems(path)
+    assert "webhook_url: not an http(s) URL" in problem and "SLACKSECRET" not in problem
 
 
 def test_environment_problems_name_the_variable(tmp_path: Path) -> None:

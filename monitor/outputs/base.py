@@ -112,6 +112,11 @@ class Output(ABC):
         if records:
             await self._send(records)
 
+    def ready_in(self) -> float:
+        """Seconds until this output may send again (a receiver's rate limit); the drain
+        waits that long before it takes records, so what comes meanwhile goes together."""
+        return 0.0
+
     async def resend(self, open_records: Sequence[Record]) -> None:
         """Re-send what is still open (one attempt; the next interval is the retry)."""
         if self._state == "started":

@@ -109,6 +109,10 @@ class Drain:
                 self.wake.clear()
                 await self._wait_for_work()
                 continue
+            pace = self.output.ready_in()
+            if pace > 0:
+                await wait_or_stop(self.abort, pace)
+                continue  # take what arrived meanwhile too
             await self._deliver(entries)
 
     async def _wait_for_work(self) -> None:

@@ -1,89 +1,98 @@
-"""One HTTP attempt for the paging outputs, and what it came to.
+"""What the paging outputs share: one POST judged by the failure policy, and pacing.
 
-PagerDuty, Slack and webhooks differ only in which answers mean "done", "try again" or
-"never again", so each output passes its own ``classify`` and this module makes the
-one POST. Waiting and trying again is not here: the shared retry machinery
-(``monitor.retry``, issue 8) owns backoff and honours :attr:`Attempt.retry_after`;
-an :class:`Attempt` carries the same fields as its ``Outcome`` (verdict, reason,
-detail, retry_after), so adapting one to the other is a field-by-field copy.
+PagerDuty, Slack and webhooks differ only in what they send and which answers mean
+"done" (202 for PagerDuty, 200 for Slack, any 2xx for a webhook); the rest of the policy
+is :func:`monitor.retry.classify_status`, the one every HTTP output uses, and waiting and
+trying again is the drain's (:mod:`monitor.outputs.drain`). So :meth:`HttpOutput.post`
+returns when the receiver took the body and raises
+:class:`~monitor.outputs.base.RetryLater` or :class:`~monitor.outputs.base.Rejected`
+otherwise.
 
-Also here, so the three output configs share it: :class:`HttpOutputConfig`, the keys
-every HTTP output has.
+Receivers rate-limit per key or webhook (PagerDuty about 120 events a minute, Slack one
+message a second). An output with ``min_interval`` tells the drain how long to wait before
+it takes the next records (:meth:`HttpOutput.ready_in`), so what arrives meanwhile goes
+out together (Slack's digest), and :meth:`HttpOutput.post` itself never sends sooner, not
+even on a retry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from collections.abc import Callable, Collection, Mapping
 
 import aiohttp
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+import yarl
 
-from monitor.retry import parse_retry_after
-from monitor.timeparse import parse_duration
-
-Verdict = Literal["done", "retry", "reject"]
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """The result of one POST. ``reason`` is a low-cardinality metric label (``http_429``,
-    ``network``, ``timeout``); ``detail`` is for the log line (the receiver's answer)."""
-
-    verdict: Verdict
-    reason: str
-    detail: str = ""
-    retry_after: float | None = None
+from monitor.configtypes import Duration
+from monitor.outputs.base import Output, OutputConfigBase, Rejected, RetryLater, raise_for
+from monitor.retry import classify_status
 
 
-Classify = Callable[[int, Mapping[str, str], str, float], Attempt]
-
-
-def answer(verdict: Verdict, status: int, body: str, headers: Mapping[str, str], now: float) -> Attempt:
-    """An :class:`Attempt` for an HTTP answer; a retry carries the receiver's Retry-After."""
-    reason = "success" if verdict == "done" else f"http_{status}"
-    detail = f"HTTP {status}: {body[:300]}" if body else f"HTTP {status}"
-    # one Retry-After reading for every receiver: monitor.retry's
-    after = parse_retry_after(headers.get("Retry-After"), now) if verdict == "retry" else None
-    return Attempt(verdict, reason, detail, after)
-
-
-async def post(session: aiohttp.ClientSession, url: str, body: bytes, headers: Mapping[str, str],
-               timeout: float, classify: Classify,
-               clock: Callable[[], float] = time.time) -> Attempt:  # fmt: skip
-    """POST ``body`` once and classify the answer; no answer at all is always a retry,
-    since the receiver never said no."""
+def http_url(text: str) -> bool:
+    """An absolute http(s) URL with a host and a valid port: what ``post`` can reach."""
     try:
-        async with asyncio.timeout(timeout):
-            async with session.post(url, data=body, headers=dict(headers)) as resp:
-                text = await resp.text(errors="replace")
-                return classify(resp.status, resp.headers, text, clock())
-    except TimeoutError:
-        return Attempt("retry", "timeout", f"no answer within {timeout:g}s")
-    except (aiohttp.ClientError, OSError) as exc:
-        # A Slack webhook URL is a secret: an error that quotes it must not log it.
-        text = f"{type(exc).__name__}: {exc}".replace(url, "<url>")
-        return Attempt("retry", "network", text[:300])
+        url = yarl.URL(text)
+        port = url.port  # raises for a port out of range
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.host) and port is not None and 0 < port < 65536
 
 
-def _seconds(v: object) -> float:
-    return parse_duration(v) / 1000
+class HttpOutputConfig(OutputConfigBase):
+    """What every paging output's config has besides ``name`` and ``match``."""
+
+    send_timeout: Duration = 10_000
 
 
-Seconds = Annotated[float, BeforeValidator(_seconds)]
+class HttpOutput(Output):
+    """An output that POSTs to one URL, at most once per ``min_interval`` seconds."""
 
+    success: Collection[int] | None = None  # the answers that mean done; None: any 2xx
 
-class HttpOutputConfig(BaseModel):
-    """What every HTTP output's config has: the metric label and the attempt timeout."""
+    def __init__(self, name: str, *, send_timeout: float = 10.0, min_interval: float = 0.0,
+                 session: aiohttp.ClientSession | None = None,
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        super().__init__(name, send_timeout=send_timeout)
+        self.min_interval = min_interval
+        self.session = session
+        self._own_session = session is None
+        self.clock = clock
+        self.monotonic = monotonic
+        self._next_at = float("-inf")
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    def ready_in(self) -> float:
+        return max(0.0, self._next_at - self.monotonic())
 
-    name: str | None = None  # the metric label; defaults to the type
-    send_timeout: Seconds = Field(default=10.0, gt=0)
+    async def _open(self) -> None:
+        if self.session is None:
+            self.session = aiohttp.ClientSession()
 
-    @property
-    def label(self) -> str:
-        return self.name or str(getattr(self, "type", "output"))
+    async def _close(self) -> None:
+        if self._own_session and self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> None:
+        """POST ``body`` once, no sooner than the pace allows, and judge the answer."""
+        assert self.session is not None, "post before start"
+        wait = self.ready_in()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._next_at = self.monotonic() + self.min_interval
+        try:
+            async with self.session.post(url, data=body, headers={"Content-Type": "application/json", **headers}) as r:
+                status, answer = r.status, r.headers
+                text = "" if self._done(status) else (await r.text(errors="replace"))[:300]
+        except (aiohttp.ClientError, OSError) as exc:
+            # A Slack webhook URL is the credential: an error that quotes it must not log it.
+            raise RetryLater("network", f"{type(exc).__name__}: {exc}".replace(url, "<url>")[:300]) from None
+        if self._done(status):
+            return
+        if 200 <= status < 300:  # a 2xx that is not this receiver's success: a wrong URL
+            raise Rejected(f"HTTP {status}: {text}" if text else f"HTTP {status}", None, f"http_{status}")
+        raise_for(classify_status(status, answer, text, now=self.clock()))
+
+    def _done(self, status: int) -> bool:
+        return 200 <= status < 300 if self.success is None else status in self.success

@@ -6,29 +6,32 @@ a later episode (PagerDuty opens a new alert for a trigger after a resolve of th
 key). It is the alert id of the alert that opened the episode
 (:func:`monitor.engine.alert.alert_id`), so it names no customer or actor in clear.
 
-Records are those of issue 8: an alert (``Alert.to_dict``, with ``episode_start`` once the
-lifecycle adds it, else its own ``fired_at`` as the episode's first alert) and a
-resolution ``{"type": "resolved", "rule", "group", "episode_start", "resolved_at", ...}``.
+Records are an alert (``Alert.to_dict``, whose ``episode_start`` is the start of the
+episode it belongs to) and a resolution (``Resolution.to_dict``: ``type: resolved``,
+the rule, group and ``episode_start`` of the episode it ends).
 Masking (``monitor.privacy``) is applied to the record before it comes here.
 
 Answers (PagerDuty's documented codes): 202 is success; 400 is an invalid event and is
-parked; 429 (over about 120 events a minute per routing key: :data:`MIN_INTERVAL`) and
-5xx are retried (``min_interval`` paces events to stay under it); any other answer (401, 403, 404 from a wrong URL, 413) is parked too,
-since sending it again gets the same answer.
+parked; 429 (over about 120 events a minute per routing key) and 5xx are retried, and
+``min_interval`` paces events to stay under the limit; any other answer (401, 403, 404
+from a wrong URL, 413, a 200 from something that is not PagerDuty) is parked too, since
+sending it again gets the same answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import socket
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import aiohttp
 import orjson
-from pydantic import Field, SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 
+from monitor.configtypes import Duration
 from monitor.engine.alert import alert_id
-from monitor.outputs.httpsend import Attempt, HttpOutputConfig, Seconds, answer, post
+from monitor.outputs.base import Record
+from monitor.outputs.httpsend import HttpOutput, HttpOutputConfig, http_url
 from monitor.secrets import resolve_secret
 from monitor.timeparse import parse_ts
 from monitor.units import limit_sentence
@@ -36,7 +39,7 @@ from monitor.units import limit_sentence
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_MAX = 1024  # payload.summary
 DEDUP_KEY_MAX = 255
-MIN_INTERVAL = 0.5  # seconds between events per routing key: 120 a minute
+MIN_INTERVAL_MS = 500  # between events per routing key: 120 a minute
 SAMPLE_IDS_MAX = 20
 SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info", "info": "info"}
 
@@ -48,9 +51,23 @@ class PagerDutyConfig(HttpOutputConfig):
     url: str = DEFAULT_URL  # the EU host, events.eu.pagerduty.com, or a test server
     source: str | None = None  # the monitor instance; None: the host name
     generator_url: str | None = None  # "https://monitor.example/alerts/{id}"
-    # PagerDuty takes about 120 events a minute per routing key; the drain loop waits this
+    # PagerDuty takes about 120 events a minute per routing key; the output waits this
     # long between events so it never meets the 429 in the first place.
-    min_interval: Seconds = Field(default=MIN_INTERVAL, ge=0)
+    min_interval: Duration = MIN_INTERVAL_MS
+
+    @field_validator("url", "generator_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not http_url(v.replace("{id}", "id")):
+            raise ValueError(f"expected an http:// or https:// URL with a host, got {v!r}")
+        return v
+
+    @field_validator("min_interval")
+    @classmethod
+    def _not_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must not be negative")
+        return v
 
     @model_validator(mode="after")
     def _secret(self) -> PagerDutyConfig:
@@ -157,17 +174,19 @@ def event(record: Mapping[str, Any], config: PagerDutyConfig, *, source: str) ->
     return trigger(record, config, source=source)
 
 
-def classify(status: int, headers: Mapping[str, str], body: str, now: float) -> Attempt:
-    if status == 202:
-        return answer("done", status, body, headers, now)
-    if status == 429 or 500 <= status <= 599:
-        return answer("retry", status, body, headers, now)
-    return answer("reject", status, body, headers, now)
+class PagerDutyOutput(HttpOutput):
+    """One routing key: every record is one event, POSTed in order, paced to the limit."""
 
+    kind = "pagerduty"
+    max_batch = 1  # an event per request; a retry never repeats one PagerDuty already took
+    success = frozenset({202})
 
-async def send(session: aiohttp.ClientSession, config: PagerDutyConfig,
-               event: Mapping[str, Any]) -> Attempt:  # fmt: skip
-    """One POST of one event; the caller's retry machinery acts on the result."""
-    body = orjson.dumps(event)
-    headers = {"Content-Type": "application/json"}
-    return await post(session, config.url, body, headers, config.send_timeout, classify)
+    def __init__(self, config: PagerDutyConfig, **kw: Any) -> None:
+        super().__init__(config.label, send_timeout=config.send_timeout / 1000,
+                         min_interval=config.min_interval / 1000, **kw)  # fmt: skip
+        self.config = config
+        self.source = config.source or socket.gethostname()
+
+    async def _send(self, records: Sequence[Record]) -> None:
+        for r in records:
+            await self.post(self.config.url, orjson.dumps(event(r, self.config, source=self.source)), {})

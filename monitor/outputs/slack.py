@@ -6,10 +6,10 @@ threshold in the rule's unit), when (the window in UTC and, where the rule's sch
 one, its time zone), the runbook. A resolution says plainly that it is over.
 
 Slack accepts about one message a second per webhook and answers 429 beyond that. The
-:class:`Pacer` sends at most one message per ``interval``; whatever arrives in between is
-sent as one digest (counts per rule, the top groups), so a burst of 200 alerts is two
-messages and every alert is accounted for in exactly one of them. A message that fails is
-put back, and goes out (in the next digest) once the webhook's ``Retry-After`` has passed.
+output sends at most one message per ``interval``; whatever arrives in between is sent as
+one digest (counts per rule, the top groups), so a burst of 200 alerts is a few messages
+and every alert is accounted for in exactly one of them. A message that fails is sent
+again, no sooner than the webhook's ``Retry-After``.
 
 Answers (Slack's documented codes): only 200 is success; 429 and 5xx (and 408) are
 retried, honouring ``Retry-After``; any other answer (400 ``invalid_payload``, 403
@@ -20,18 +20,18 @@ The webhook URL is a secret (it is the credential) and never appears in logs.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import orjson
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from monitor.outputs.httpsend import Attempt, HttpOutputConfig, Seconds, answer, post
+from monitor.configtypes import Duration
+from monitor.outputs.base import Record
+from monitor.outputs.httpsend import HttpOutput, HttpOutputConfig, http_url
 from monitor.secrets import resolve_secret
 from monitor.units import limit_sentence
 
@@ -53,12 +53,22 @@ class SlackConfig(HttpOutputConfig):
     type: Literal["slack"]
     webhook_url: SecretStr | None = None  # https://hooks.slack.com/services/...: a credential
     webhook_url_file: Path | None = None
-    interval: Seconds = Field(default=1.0, gt=0)  # at most one message per interval
+    interval: Duration = 1000  # at most one message per interval
     top_groups: int = Field(default=5, gt=0)  # groups named per rule in a digest
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError("must be a positive duration")
+        return v
 
     @model_validator(mode="after")
     def _secret(self) -> SlackConfig:
         resolve_secret(self, "webhook_url", required=True)
+        assert self.webhook_url is not None
+        if not http_url(self.webhook_url.get_secret_value()):
+            raise ValueError("webhook_url: not an http(s) URL with a host (the URL is a secret: not shown)")
         return self
 
 
@@ -220,77 +230,41 @@ def validate(message: Mapping[str, Any]) -> None:
             raise ValueError(f"{where}: not a block type this output sends")
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """A message ready to send, and every record it accounts for."""
-
-    payload: dict[str, Any]
-    records: tuple[Mapping[str, Any], ...]
+TimezoneOf = Callable[[str], str | None]  # rule id -> its schedule's time zone, if any
 
 
-class Pacer:
-    """At most one message per ``interval`` per webhook; what waits goes out as a digest.
+def message(records: Sequence[Mapping[str, Any]], *, top_groups: int = 5,
+            timezone_of: TimezoneOf | None = None) -> dict[str, Any]:  # fmt: skip
+    """One record as its own message; more as one digest that counts every one."""
+    if len(records) > 1:
+        return digest_message(records, top_groups)
+    r = records[0]
+    tz = timezone_of(str(r["rule"])) if timezone_of else None
+    if r.get("type") == "resolved":
+        return resolution_message(r, timezone=tz)
+    return alert_message(r, timezone=tz)
 
-    Call :meth:`add` for each record, then :meth:`take` when :meth:`ready_at` has come; a
-    failed send goes back with :meth:`failed`, to be sent again (with whatever has
-    arrived since) no sooner than the receiver's ``Retry-After``. Nothing is dropped.
+
+class SlackOutput(HttpOutput):
+    """One webhook, at most one message per ``interval``.
+
+    The drain waits out the interval before it takes records (:meth:`ready_in`), so
+    whatever arrived meanwhile, up to :attr:`max_batch`, is one digest: a burst of 200
+    alerts is a handful of messages, and every alert is counted in exactly one that Slack
+    accepted (a failed message is sent again whole).
     """
 
-    def __init__(self, interval: float = 1.0, *, top_groups: int = 5, timezones: Mapping[str, str] | None = None,
-                 units: Mapping[str, str] | None = None) -> None:  # fmt: skip
-        self.interval = interval
-        self.top_groups = top_groups
-        self.timezones = dict(timezones or {})  # rule id -> its schedule's time zone
-        self.units = dict(units or {})  # rule id -> its unit
-        self._pending: list[Mapping[str, Any]] = []
-        self._ready_at = float("-inf")
+    kind = "slack"
+    max_batch = 500
+    success = frozenset({200})
 
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
+    def __init__(self, config: SlackConfig, *, timezone_of: TimezoneOf | None = None, **kw: Any) -> None:
+        super().__init__(config.label, send_timeout=config.send_timeout / 1000,
+                         min_interval=config.interval / 1000, **kw)  # fmt: skip
+        self.config = config
+        self.timezone_of = timezone_of
 
-    def add(self, record: Mapping[str, Any]) -> None:
-        self._pending.append(record)
-
-    def ready_at(self) -> float | None:
-        """When the next message may go, or None when nothing waits."""
-        return self._ready_at if self._pending else None
-
-    def take(self, now: float) -> Outgoing | None:
-        if not self._pending or now < self._ready_at:
-            return None
-        records, self._pending = tuple(self._pending), []
-        self._ready_at = now + self.interval
-        return Outgoing(self._build(records), records)
-
-    def failed(self, out: Outgoing, now: float, retry_after: float | None = None) -> None:
-        """Put ``out``'s records back first, and wait at least ``retry_after``."""
-        self._pending[:0] = out.records
-        self._ready_at = max(self._ready_at, now + (retry_after or 0.0))
-
-    def _build(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        if len(records) > 1:
-            return digest_message(records, self.top_groups)
-        r = records[0]
-        tz = self.timezones.get(str(r["rule"]))
-        if r.get("type") == "resolved":
-            return resolution_message(r, timezone=tz)
-        return alert_message(r, unit=self.units.get(str(r["rule"])), timezone=tz)
-
-
-def classify(status: int, headers: Mapping[str, str], body: str, now: float) -> Attempt:
-    if status == 200:
-        return answer("done", status, body, headers, now)
-    if status in (408, 429) or 500 <= status <= 599:
-        return answer("retry", status, body, headers, now)
-    return answer("reject", status, body, headers, now)
-
-
-async def send(session: aiohttp.ClientSession, config: SlackConfig,
-               message: Mapping[str, Any]) -> Attempt:  # fmt: skip
-    """One POST of one message; the caller's retry machinery acts on the result."""
-    assert config.webhook_url is not None
-    body = orjson.dumps(message)
-    headers = {"Content-Type": "application/json"}
-    return await post(session, config.webhook_url.get_secret_value(), body, headers,
-                      config.send_timeout, classify)  # fmt: skip
+    async def _send(self, records: Sequence[Record]) -> None:
+        assert self.config.webhook_url is not None  # the validator guarantees it
+        m = message(records, top_groups=self.config.top_groups, timezone_of=self.timezone_of)
+        await self.post(self.config.webhook_url.get_secret_value(), orjson.dumps(m), {})

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import aiohttp
 import orjson
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from monitor.outputs.httpsend import Attempt, HttpOutputConfig, answer, post
+from monitor.outputs.base import Record
+from monitor.outputs.httpsend import HttpOutput, HttpOutputConfig, http_url
 from monitor.secrets import resolve_secret
 
 TIMESTAMP_HEADER = "X-Exfil-Monitor-Timestamp"
@@ -45,8 +44,8 @@ class WebhookConfig(HttpOutputConfig):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not v.startswith(("https://", "http://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        if not http_url(v):
+            raise ValueError(f"expected an http:// or https:// URL with a host, got {v!r}")
         return v
 
     @field_validator("headers")
@@ -91,17 +90,18 @@ def request(record: Mapping[str, Any], config: WebhookConfig, now: float) -> tup
     return body, headers
 
 
-def classify(status: int, headers: Mapping[str, str], body: str, now: float) -> Attempt:
-    if 200 <= status <= 299:
-        return answer("done", status, body, headers, now)
-    if status in (408, 429) or 500 <= status <= 599:
-        return answer("retry", status, body, headers, now)
-    return answer("reject", status, body, headers, now)
+class WebhookOutput(HttpOutput):
+    """One URL, one POST per record, each signed when it is sent (a retry an hour later is
+    signed afresh, so the receiver does not refuse it as a replay)."""
 
+    kind = "webhook"
+    max_batch = 1  # a record per request; a retry never repeats one the receiver took
 
-async def send(session: aiohttp.ClientSession, config: WebhookConfig, record: Mapping[str, Any],
-               clock: Callable[[], float] = time.time) -> Attempt:  # fmt: skip
-    """One signed POST of one record; signed afresh on every attempt, so a retry an hour
-    later is not refused as a replay."""
-    body, headers = request(record, config, clock())
-    return await post(session, config.url, body, headers, config.send_timeout, classify, clock)
+    def __init__(self, config: WebhookConfig, **kw: Any) -> None:
+        super().__init__(config.label, send_timeout=config.send_timeout / 1000, **kw)
+        self.config = config
+
+    async def _send(self, records: Sequence[Record]) -> None:
+        for r in records:
+            body, headers = request(r, self.config, self.clock())
+            await self.post(self.config.url, body, headers)

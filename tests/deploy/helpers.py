@@ -1,12 +1,5 @@
 """What the static checks of deploy/ share: paths, file readers, the tools they need, the
-image's environment, and loading a shipped monitor config with today's model.
-
-Loading: the deployment files use keys that parallel branches add (#8's alertmanager
-output, #9's pagerduty and slack outputs). :data:`PENDING` names
-the problems today's model reports for them; :func:`load_monitor_config` xfails a config
-that fails on those alone and fails on anything else, and
-``test_pending_keys_are_still_unknown`` fails once a pending key loads, so the entry is
-deleted and the checks run in full from then on.
+image's environment, and loading a shipped monitor config with the daemon's own loader.
 """
 
 from __future__ import annotations
@@ -36,12 +29,6 @@ DEBIAN_PACKAGE = {"promtool": "prometheus", "amtool": "prometheus-alertmanager"}
 TOKEN_VAR = "EXFIL_MONITOR_HTTP__AUTH_TOKEN_FILE"
 
 # problem message (as monitor.config reports it today) -> a config snippet using the key
-PENDING: dict[str, str] = {
-    "unknown output type 'pagerduty'": "outputs: [{type: pagerduty, routing_key_file: token}]",
-    "unknown output type 'slack'": "outputs: [{type: slack, webhook_url_file: token}]",
-}
-
-
 def on_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() == "true"
 
@@ -134,19 +121,9 @@ def with_token_file(env: Mapping[str, str], tmp_path: Path) -> dict[str, str]:
     return out
 
 
-def pending_problems(exc: ConfigError) -> tuple[list[str], list[str]]:
-    """(problems about pending keys, every other problem)."""
-    pending, other = [], []
-    for p in exc.problems:
-        (pending if any(m in p.message for m in PENDING) else other).append(str(p))
-    return pending, other
-
-
 def load_monitor_config(path: Path, environ: Mapping[str, str]) -> Config:
-    """``load_config``, or an xfail when it fails on :data:`PENDING` keys alone."""
+    """``load_config``, failing the test with every problem when the file does not load."""
     try:
         return load_config(path, environ=environ)
     except ConfigError as exc:
-        pending, other = pending_problems(exc)
-        assert not other, f"{path.name} does not load:\n" + "\n".join(other)
-        pytest.xfail("waits for keys of #8/#9 not merged yet: " + "; ".join(pending))
+        raise AssertionError(f"{path.name} does not load:\n" + "\n".join(map(str, exc.problems))) from None

@@ -36,7 +36,6 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from monitor.config import ConfigError, load_config
 from monitor.health import NOT_READY, READY, Report
 from monitor.http import HttpServer
 from monitor.telemetry import Metrics
@@ -44,7 +43,6 @@ from tests.deploy.helpers import (
     COMPOSE,
     DEBIAN_PACKAGE,
     DEPLOY,
-    PENDING,
     PROM_CONFIG,
     REPO,
     TOKEN_VAR,
@@ -70,7 +68,6 @@ YAML_FILES = sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml"
 # Metrics the rules use that the branch of #8 (per-output delivery metrics) adds; the
 # metric checks skip them while they are absent and fail once they exist, so the entry
 # is deleted and their labels are checked too.
-PENDING_METRICS: set[str] = set()  # metrics the rules may name before the monitor exports them
 
 
 def metric_catalogue() -> dict[str, set[str]]:
@@ -108,19 +105,16 @@ GROUPING_RE = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
 TARGET_LABELS = {"job", "instance", "service"}
 
 
-def expression_problems(expr: str, catalogue: dict[str, set[str]],
-                        pending: frozenset[str] = frozenset()) -> list[str]:  # fmt: skip
+def expression_problems(expr: str, catalogue: dict[str, set[str]]) -> list[str]:
     problems = []
     used = set(METRIC_RE.findall(expr))
-    for name in sorted(used - catalogue.keys() - pending):
+    for name in sorted(used - catalogue.keys()):
         problems.append(f"unknown metric {name}")
     for name, matchers in SELECTOR_RE.findall(expr):
         for label in MATCHER_RE.findall(matchers):
             if name in catalogue and label not in catalogue[name] | TARGET_LABELS:
                 problems.append(f"{name} has no label {label!r}")
     known = set().union(*(catalogue.get(n, set()) for n in used)) | TARGET_LABELS
-    if used & pending:  # their labels are unknown until they exist
-        return problems
     for group in GROUPING_RE.findall(expr):
         for label in (x.strip() for x in group.split(",")):
             if label and label not in known:
@@ -183,18 +177,9 @@ def test_alert_rules_use_only_metrics_the_monitor_exports() -> None:
     problems = [
         f"{rule['alert']}: {p}"
         for rule in alert_rules()
-        for p in expression_problems(rule["expr"], catalogue, frozenset(PENDING_METRICS))
+        for p in expression_problems(rule["expr"], catalogue)
     ]
     assert not problems, "\n".join(problems)
-
-
-def test_pending_metrics_are_still_missing_and_used() -> None:
-    """Once #8's metrics exist, delete them from PENDING_METRICS (their labels then get
-    checked); a pending name no rule uses is a typo."""
-    landed = PENDING_METRICS & metric_catalogue().keys()
-    assert not landed, f"these metrics exist now: remove them from PENDING_METRICS: {landed}"
-    used = {m for rule in alert_rules() for m in METRIC_RE.findall(rule["expr"])}
-    assert used >= PENDING_METRICS
 
 
 def test_dashboard_uses_only_metrics_the_monitor_exports() -> None:
@@ -468,22 +453,6 @@ def test_deploy_readme_names_the_debian_packages_these_tests_use() -> None:
         assert package in text, package
 
 
-@pytest.mark.parametrize("message", sorted(PENDING))
-def test_pending_keys_are_still_unknown(message: str, tmp_path: Path) -> None:
-    """The xfail of a shipped config (helpers.load_monitor_config) covers only keys that
-    today's model rejects: once one loads, delete it from PENDING and the check is whole."""
-    config = tmp_path / "monitor.yaml"
-    config.write_text(f"kafka: {{bootstrap_servers: [k:9092], topics: [t]}}\nrules: {{path: /r}}\n"
-                      f"{PENDING[message]}\n")  # fmt: skip
-    (tmp_path / "token").write_text("placeholder\n")
-    try:
-        load_config(config, environ={})
-    except ConfigError as exc:
-        assert any(message in p.message for p in exc.problems), exc
-    else:
-        pytest.fail(f"{message!r} is no longer a problem: remove it from PENDING", pytrace=False)
-
-
 def test_readme_deploy_direct_outputs_load_with_their_secret_files(tmp_path: Path) -> None:
     """The README's PagerDuty and Slack outputs, with each ``*_file`` a mounted secret."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
@@ -495,7 +464,8 @@ def test_readme_deploy_direct_outputs_load_with_their_secret_files(tmp_path: Pat
         for key in [k for k in output if k.endswith("_file")]:
             assert output[key].startswith("/run/secrets/"), key
             local = tmp_path / Path(output[key]).name
-            local.write_text("placeholder-secret\n", encoding="utf-8")
+            secret = "https://hooks.slack.com/services/T0/B0/placeholder" if "url" in key else "placeholder-secret"
+            local.write_text(secret + "\n", encoding="utf-8")
             output[key] = str(local)
     config = tmp_path / "monitor.yaml"
     config.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": ["k:9092"], "topics": ["t"]},

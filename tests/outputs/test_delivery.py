@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,9 @@ from monitor.health import Health
 from monitor.outputs.base import Output, Record, Rejected, RetryLater
 from monitor.outputs.delivery import Delivery
 from monitor.outputs.spool import Spool
-from monitor.retry import Backoff, RetryPolicy
+from monitor.retry import Backoff
 from monitor.telemetry import Telemetry
-from tests.outputs.conftest import MakeAlert, sends
-
-FAST = RetryPolicy(initial=0.001, maximum=0.01, jitter=0.0)
+from tests.outputs.conftest import FAST, MakeAlert, MakeDelivery, sends, until
 
 
 class Recorder(Output):
@@ -70,28 +68,6 @@ class Recorder(Output):
 
 def records(make_alert: MakeAlert, *ns: int, **kw: Any) -> list[dict[str, Any]]:
     return [make_alert(n, **kw).to_dict() for n in ns]
-
-
-MakeDelivery = Callable[..., Delivery]
-
-
-@pytest.fixture
-def make_delivery(tmp_path: Path, telemetry: Telemetry) -> MakeDelivery:
-    made: list[Delivery] = []
-
-    def make(outputs: Sequence[Output], **kw: Any) -> Delivery:
-        kw.setdefault("policy", FAST)
-        d = Delivery(outputs, telemetry, tmp_path / "spool", **kw)
-        made.append(d)
-        return d
-
-    return make
-
-
-async def until(check: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
-    async with asyncio.timeout(seconds):
-        while not check():
-            await asyncio.sleep(0.005)
 
 
 async def test_submit_spools_and_fsyncs_before_it_returns_then_each_output_drains(

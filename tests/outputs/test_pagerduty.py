@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from pydantic import SecretStr, ValidationError
 
 from monitor.outputs import pagerduty as pd
+from monitor.outputs.base import Rejected, RetryLater
 from monitor.privacy import Masker
-from tests.outputs.conftest import MakeAlert
+from monitor.telemetry import Telemetry
+from tests.outputs.conftest import MakeAlert, MakeDelivery, attempt, metric, sends, until
 from tests.support.recorder import Recorder, Reply
 
 KEY = "R0123456789abcdef0123456789abcde"
@@ -117,45 +120,98 @@ def test_routing_key_from_file_and_never_shown(tmp_path: Path) -> None:
     assert c.routing_key is not None and c.routing_key.get_secret_value() == KEY
     assert KEY not in repr(c) and KEY not in str(c.model_dump())
     assert c.url == "https://events.pagerduty.com/v2/enqueue"
-    assert c.min_interval == 0.5  # 120 events a minute
+    assert c.min_interval == 500  # ms: 120 events a minute
     with pytest.raises(ValidationError, match="give routing_key"):
         pd.PagerDutyConfig(type="pagerduty")
 
 
+def output(url: str, **kw: Any) -> pd.PagerDutyOutput:
+    return pd.PagerDutyOutput(pd.PagerDutyConfig.model_validate(
+        {"type": "pagerduty", "routing_key": KEY, "generator_url": CONFIG.generator_url, "url": url, **kw}
+    ))  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("reply", "verdict", "retry_after"),
+    ("reply", "raised", "retry_after"),
     [
-        (Reply(202, '{"status":"success","message":"Event processed","dedup_key":"k"}'), "done", None),
-        (Reply(400, '{"status":"invalid event","message":"Event object is invalid"}'), "reject", None),
-        (Reply(429, "", {"Retry-After": "7"}), "retry", 7.0),
-        (Reply(429), "retry", None),
-        (Reply(500), "retry", None),
-        (Reply(503), "retry", None),
-        (Reply(200), "reject", None),  # not PagerDuty's answer: a wrong URL
-        (Reply(404), "reject", None),
+        (Reply(202, '{"status":"success","message":"Event processed","dedup_key":"k"}'), None, None),
+        (Reply(400, '{"status":"invalid event","message":"Event object is invalid"}'), Rejected, None),
+        (Reply(429, "", {"Retry-After": "7"}), RetryLater, 7.0),
+        (Reply(429), RetryLater, None),
+        (Reply(500), RetryLater, None),
+        (Reply(503), RetryLater, None),
+        (Reply(200), Rejected, None),  # not PagerDuty's answer: a wrong URL
+        (Reply(404), Rejected, None),
     ],
 )
-async def test_send_classifies_the_answer(make_alert: MakeAlert, reply: Reply, verdict: str,
-                                          retry_after: float | None) -> None:  # fmt: skip
-    async with Recorder(reply) as rec, aiohttp.ClientSession() as s:
-        c = CONFIG.model_copy(update={"url": rec.url + "/v2/enqueue"})
-        e = pd.trigger(record(make_alert), c, source="m")
-        got = await pd.send(s, c, e)
-    assert (got.verdict, got.retry_after) == (verdict, retry_after)
+async def test_one_attempt_is_judged_by_the_answer(make_alert: MakeAlert, reply: Reply, raised: type | None,
+                                                   retry_after: float | None) -> None:  # fmt: skip
+    async with Recorder(reply) as rec:
+        got = await attempt(output(rec.url + "/v2/enqueue"), [record(make_alert)])
+    assert type(got) is (raised or type(None))
+    if isinstance(got, RetryLater):
+        assert got.delay == retry_after
+    if isinstance(got, Rejected):
+        assert str(reply.status) in got.answer and got.reason == f"http_{reply.status}"
     [req] = rec.requests
     assert req.method == "POST" and req.path == "/v2/enqueue"
     assert req.headers["Content-Type"] == "application/json"
-    assert req.json() == e
+    assert req.json() == pd.trigger(record(make_alert), CONFIG, source=socket.gethostname())
     check_event(req.json())
-    if verdict == "reject":
-        assert str(reply.status) in got.detail
 
 
-async def test_hang_and_refused_connection_are_retried(make_alert: MakeAlert) -> None:
-    async with Recorder(Reply(hang=True)) as rec, aiohttp.ClientSession() as s:
-        c = CONFIG.model_copy(update={"url": rec.url, "send_timeout": 0.2})
-        got = await pd.send(s, c, pd.trigger(record(make_alert), c, source="m"))
-        assert (got.verdict, got.reason) == ("retry", "timeout")
-    async with aiohttp.ClientSession() as s:  # the recorder is gone: nothing listens
-        got = await pd.send(s, c, pd.trigger(record(make_alert), c, source="m"))
-    assert (got.verdict, got.reason) == ("retry", "network")
+async def test_an_episode_is_one_incident_through_delivery(make_alert: MakeAlert, make_delivery: MakeDelivery,
+                                                           telemetry: Telemetry) -> None:  # fmt: skip
+    """Trigger, a repeat of the episode, and its resolve reach PagerDuty under one dedup key,
+    in order, paced; a 500, a 429 with Retry-After and a hang on the way are retried."""
+    first = record(make_alert)
+    repeat = record(make_alert, id="ffff", fired_at="2026-11-18T09:00:00.000Z", episode_start=first["fired_at"])
+    resolved = {"type": "resolved", "id": first["id"], "rule": first["rule"], "group": first["group"],
+                "episode_start": first["fired_at"], "resolved_at": "2026-11-18T10:00:00.000Z"}  # fmt: skip
+    ok = Reply(202, '{"status":"success"}')
+    async with Recorder(Reply(500), ok, Reply(429, "", {"Retry-After": "1"}), Reply(hang=True), default=ok) as rec:
+        d = make_delivery([output(rec.url, min_interval="200ms", send_timeout="300ms")])
+        await d.start()
+        d.submit([first, repeat, resolved])
+        await until(lambda: not d.spools["pagerduty"].depth, "all three delivered", seconds=10)
+    events = [r.json() for r in rec.requests]
+    assert [e["event_action"] for e in events] == ["trigger"] * 5 + ["resolve"]
+    assert len({e["dedup_key"] for e in events}) == 1
+    for e in events:
+        check_event(e)
+    assert all(b.at - a.at >= 0.2 - 0.01 for a, b in pairwise(rec.requests))  # paced
+    assert rec.requests[3].at - rec.requests[2].at >= 1.0  # the 429's Retry-After
+    assert sends(telemetry, "pagerduty", "success") == 3
+    for reason in ("http_500", "http_429", "timeout"):
+        assert metric(telemetry, "exfil_monitor_output_failures_total", output="pagerduty", reason=reason) == 1
+
+
+async def test_an_invalid_event_is_parked_and_the_next_goes_on(make_alert: MakeAlert, make_delivery: MakeDelivery,
+                                                               telemetry: Telemetry) -> None:  # fmt: skip
+    async with Recorder(Reply(400, '{"status":"invalid event"}'), default=Reply(202)) as rec:
+        d = make_delivery([output(rec.url, min_interval=0)])
+        await d.start()
+        d.submit([record(make_alert), record(make_alert, id="second")])
+        await until(lambda: not d.spools["pagerduty"].depth, "both handled")
+    assert len(rec.requests) == 2  # the refused one was never sent again
+    assert d.spools["pagerduty"].parked == 1 and sends(telemetry, "pagerduty", "success") == 1
+    assert metric(telemetry, "exfil_monitor_alerts_rejected_total", output="pagerduty") == 1
+
+
+async def test_refused_connection_is_retried_until_it_answers(make_alert: MakeAlert,
+                                                              make_delivery: MakeDelivery) -> None:  # fmt: skip
+    rec = Recorder(default=Reply(202))
+    url = await rec.start()
+    await rec.stop()  # nothing listens on the port now
+    d = make_delivery([output(url, min_interval=0)])
+    await d.start()
+    d.submit([record(make_alert)])
+    await until(lambda: (d.failing.get("pagerduty") or "").startswith("ClientConnector"), "connection refused")
+    port = int(url.rsplit(":", 1)[1])
+    rec2 = Recorder(default=Reply(202))
+    await rec2.start(port)
+    try:
+        await until(lambda: not d.spools["pagerduty"].depth, "delivered once it listens")
+    finally:
+        await rec2.stop()
+    assert len(rec2.requests) == 1

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from pydantic import SecretStr, ValidationError
 
 from monitor.outputs import webhook as wh
-from tests.outputs.conftest import MakeAlert
+from monitor.outputs.base import Rejected, RetryLater
+from monitor.telemetry import Telemetry
+from tests.outputs.conftest import MakeAlert, MakeDelivery, attempt, sends, until
 from tests.support.recorder import Recorder, Reply
 
 SECRET = "whsec-test-1"
@@ -42,12 +44,16 @@ def docs_receiver() -> Callable[[bytes, Mapping[str, str], bytes], bool]:
     return verified
 
 
+def output(url: str, *, clock: Callable[[], float] = time.time, **kw: Any) -> wh.WebhookOutput:
+    return wh.WebhookOutput(config(url, **kw), clock=clock)
+
+
 async def test_posts_the_record_signed(make_alert: MakeAlert) -> None:
     r = record(make_alert)
-    async with Recorder(Reply(204)) as rec, aiohttp.ClientSession() as s:
-        c = config(rec.url + "/hooks/exfil", headers={"X-Team": "security"})
-        got = await wh.send(s, c, r, clock=lambda: 1_795_000_000.5)
-    assert got.verdict == "done"
+    async with Recorder(Reply(204)) as rec:
+        got = await attempt(output(rec.url + "/hooks/exfil", headers={"X-Team": "security"},
+                                   clock=lambda: 1_795_000_000.5), [r])  # fmt: skip
+    assert got is None
     [req] = rec.requests
     assert req.method == "POST" and req.path == "/hooks/exfil"
     assert req.json() == r
@@ -82,8 +88,8 @@ def test_verify_refuses_tampering_replays_and_other_keys() -> None:
 
 
 async def test_the_documented_receiver_accepts_what_the_output_sends(make_alert: MakeAlert) -> None:
-    async with Recorder(Reply(200)) as rec, aiohttp.ClientSession() as s:
-        assert (await wh.send(s, config(rec.url), record(make_alert))).verdict == "done"
+    async with Recorder(Reply(200)) as rec:
+        assert await attempt(output(rec.url), [record(make_alert)]) is None
     [req] = rec.requests
     assert docs_receiver()(SECRET.encode(), req.headers, req.body)
 
@@ -110,39 +116,42 @@ def test_config(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("reply", "verdict", "retry_after"),
+    ("reply", "raised", "retry_after"),
     [
-        (Reply(200), "done", None),
-        (Reply(202), "done", None),
-        (Reply(408), "retry", None),
-        (Reply(429, headers={"Retry-After": "11"}), "retry", 11.0),
-        (Reply(500), "retry", None),
-        (Reply(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}), "retry", 0.0),
-        (Reply(400, "bad"), "reject", None),
-        (Reply(401), "reject", None),
-        (Reply(404), "reject", None),
+        (Reply(200), None, None),
+        (Reply(202), None, None),
+        (Reply(408), RetryLater, None),
+        (Reply(429, headers={"Retry-After": "11"}), RetryLater, 11.0),
+        (Reply(500), RetryLater, None),
+        (Reply(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}), RetryLater, 0.0),
+        (Reply(400, "bad"), Rejected, None),
+        (Reply(401), Rejected, None),
+        (Reply(404), Rejected, None),
     ],
 )
-async def test_answers(make_alert: MakeAlert, reply: Reply, verdict: str, retry_after: float | None) -> None:
-    async with Recorder(reply) as rec, aiohttp.ClientSession() as s:
-        got = await wh.send(s, config(rec.url), record(make_alert))
-    assert (got.verdict, got.retry_after) == (verdict, retry_after)
-    assert got.reason == ("success" if verdict == "done" else f"http_{reply.status}")
+async def test_answers(make_alert: MakeAlert, reply: Reply, raised: type | None, retry_after: float | None) -> None:
+    async with Recorder(reply) as rec:
+        got = await attempt(output(rec.url), [record(make_alert)])
+    assert type(got) is (raised or type(None))
+    if isinstance(got, RetryLater | Rejected):
+        assert got.reason == f"http_{reply.status}"
+    if isinstance(got, RetryLater):
+        assert got.delay == retry_after
 
 
-async def test_a_hanging_receiver_is_retried(make_alert: MakeAlert) -> None:
-    async with Recorder(Reply(hang=True)) as rec, aiohttp.ClientSession() as s:
-        got = await wh.send(s, config(rec.url, send_timeout="200ms"), record(make_alert))
-    assert (got.verdict, got.reason) == ("retry", "timeout")
-
-
-async def test_each_attempt_is_signed_afresh(make_alert: MakeAlert) -> None:
-    times = iter([1000.0, 1000.0, 5000.0, 5000.0])
-    async with Recorder(Reply(500), Reply(200)) as rec, aiohttp.ClientSession() as s:
-        c = config(rec.url)
-        assert (await wh.send(s, c, record(make_alert), clock=lambda: next(times))).verdict == "retry"
-        assert (await wh.send(s, c, record(make_alert), clock=lambda: next(times))).verdict == "done"
-    first, second = rec.requests
-    assert first.headers["X-Exfil-Monitor-Timestamp"] == "1000"
-    assert second.headers["X-Exfil-Monitor-Timestamp"] == "5000"
-    assert wh.verify(SECRET, "5000", second.body, second.headers["X-Exfil-Monitor-Signature"], now=5100)
+async def test_retried_after_a_hang_and_a_500_each_attempt_signed_afresh_and_a_400_parks(
+    make_alert: MakeAlert, make_delivery: MakeDelivery, telemetry: Telemetry
+) -> None:
+    times = itertools.count(1000.0, 1000.0)  # each reading of the clock is later
+    async with Recorder(Reply(hang=True), Reply(500), Reply(200), Reply(400, "no such case")) as rec:
+        d = make_delivery([output(rec.url, send_timeout="300ms", clock=lambda: next(times))])
+        await d.start()
+        d.submit([record(make_alert), make_alert(2).to_dict()])
+        await until(lambda: not d.spools["webhook"].depth, "both handled")
+    stamps = [r.headers["X-Exfil-Monitor-Timestamp"] for r in rec.requests]
+    assert len(stamps) == 4 and [int(t) for t in stamps] == sorted({int(t) for t in stamps})  # each its own
+    for r in rec.requests:
+        assert wh.verify(SECRET, r.headers["X-Exfil-Monitor-Timestamp"], r.body,
+                         r.headers["X-Exfil-Monitor-Signature"], now=float(r.headers["X-Exfil-Monitor-Timestamp"]))  # fmt: skip
+    assert [r.json()["id"] for r in rec.requests] == [make_alert(1).id] * 3 + [make_alert(2).id]
+    assert sends(telemetry, "webhook", "success") == 1 and d.spools["webhook"].parked == 1

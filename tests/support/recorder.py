@@ -9,6 +9,7 @@ then with the default reply once the script is used up.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ class Request:
     path: str
     headers: Mapping[str, str]
     body: bytes
+    at: float = 0.0  # time.monotonic() when it arrived, for pacing checks
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -41,16 +43,17 @@ class Recorder:
         self.script = list(script)
         self.default = default or Reply(200, "ok")
         self.requests: list[Request] = []
+        self.answered: list[int | None] = []  # the status each request got (None: a hang)
         self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
 
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
@@ -71,8 +74,9 @@ class Recorder:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(Request(request.method, request.path, dict(request.headers), body))
+        self.requests.append(Request(request.method, request.path, dict(request.headers), body, time.monotonic()))
         reply = self.script.pop(0) if self.script else self.default
+        self.answered.append(None if reply.hang else reply.status)
         if reply.hang:
             await self._released.wait()
         return web.Response(status=reply.status, text=reply.body, headers=dict(reply.headers))
