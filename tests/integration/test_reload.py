@@ -270,8 +270,8 @@ async def test_post_reload_with_the_token(
 ) -> None:
     rules = folder(tmp_path, probe=PROBE)
     good = digest(rules)
-    d = daemons(bootstrap=kafka_bootstrap, topic=kafka_topic_factory(1),
-                http={"auth_token": TOKEN, "open_metrics": True},
+    topic = kafka_topic_factory(1)
+    d = daemons(bootstrap=kafka_bootstrap, topic=topic, http={"auth_token": TOKEN, "open_metrics": True},
                 extra={"rules": {"path": str(rules), "watch": False}})  # fmt: skip
     d.start()
     await d.wait_ready()
@@ -281,6 +281,10 @@ async def test_post_reload_with_the_token(
         async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{d.port}/-/reload", headers=headers) as r:
             return r.status, await r.json()
 
+    now = int(time.time() * 1000)
+    await produce(kafka_bootstrap, topic, [(b"a", orjson.dumps({"id": "x1", "ts": now, "actor": {"id": "a"},
+                                                                   "action": "select"}))])  # fmt: skip
+    await d.wait_metrics(lambda m: m.v("alerts_total", rule="probe", severity="info") >= 1)
     (rules / "probe.yaml").write_text(PROBE.replace("{action: select}", "{action: {eqq: select}}"))
     assert (await post(None))[0] == 401
     status, body = await post(TOKEN)
@@ -295,4 +299,12 @@ async def test_post_reload_with_the_token(
     assert listed["digest"] == digest(rules) and [r["id"] for r in listed["rules"]] == ["other", "probe"]
     m = await d.metrics(time.monotonic() + 10)
     assert (m.v("rule_reloads_total", outcome="success"), m.v("rule_reloads_total", outcome="rejected")) == (2, 1)
+
+    (rules / "probe.yaml").unlink()  # its open episode resolves, and the outputs get the resolution
+    status, body = await post(TOKEN)
+    assert status == 200 and body["removed"] == ["probe"]
+    await until(d, "the resolution", lambda: [r for r in d.stdout_records() if r["type"] == "resolved"])
+    (alert,) = d.stdout_alerts()
+    (resolved,) = [r for r in d.stdout_records() if r["type"] == "resolved"]
+    assert resolved["id"] == alert["id"] and resolved["rule"] == "probe"
     assert d.stop() == 0
