@@ -222,3 +222,20 @@ async def test_the_watcher_sees_a_configmap_swap_with_the_same_mtimes(tmp_path: 
     live = d.reloader.live
     assert live is not None and live.rules[0].spec.conditions[0].value == "export"
     assert d.logs("rules_reloaded")[0]["changed"] == ["r"]
+
+
+def test_telemetry_forgets_the_states_and_group_gauges_of_rules_gone(tmp_path: Path) -> None:
+    from monitor.rules.loader import load_texts
+
+    two = load_texts([("r.yaml", (GOOD + OTHER.replace("rules:\n", "")).encode())])
+    d = Daemon(tmp_path, tmp_path / "state")
+    engine = Engine(two)
+    engine.process([({"ts": 1, "action": "select"}, 1), ({"ts": 2, "action": "export"}, 2)])
+    d.telemetry.batch_done(engine, 0.001, None, None)
+    groups = d.metrics.registry.get_sample_value
+    assert groups("exfil_monitor_active_groups", {"rule": "s"}) == 0.0
+    engine.reload(load_texts([("r.yaml", GOOD.encode())]))
+    d.telemetry.rules_swapped(engine.states)
+    assert groups("exfil_monitor_active_groups", {"rule": "s"}) is None
+    assert groups("exfil_monitor_active_groups", {"rule": "r"}) == 0.0
+    assert [v[0] for v in d.telemetry._synced.values()] == engine.states

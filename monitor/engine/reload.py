@@ -57,11 +57,7 @@ class Plan:
     removed: tuple[str, ...]
     keep: frozenset[str]  # enabled before and after, same shape: the state carries over
     drop: frozenset[str]  # enabled before, and removed, disabled or reshaped: state and episodes end
-
-    @property
-    def fresh(self) -> tuple[str, ...]:
-        """Changed rules that start with an empty state (shape changed, or enabled again)."""
-        return tuple(r for r in self.changed if r not in self.keep)
+    fresh: tuple[str, ...] = ()  # changed rules that now run from an empty state (reshaped, enabled again)
 
     def audit(self) -> dict[str, Any]:
         """The audit line's fields."""
@@ -76,11 +72,14 @@ def plan(old: RuleSet, new: RuleSet) -> Plan:
     files = sorted(n for n in old_files.keys() | new_files.keys() if old_files.get(n) != new_files.get(n))
     live = {r.id: r.spec for r in old.enabled}
     keep = frozenset(r.id for r in new.enabled if r.id in live and shape(live[r.id]) == shape(r.spec))
+    changed = tuple(i for i in after if i in before and meaning(before[i]) != meaning(after[i]))
+    running = {r.id for r in new.enabled}
     return Plan(
         files=tuple(files),
         added=tuple(i for i in after if i not in before),
-        changed=tuple(i for i in after if i in before and meaning(before[i]) != meaning(after[i])),
+        changed=changed,
         removed=tuple(i for i in before if i not in after),
         keep=keep,
         drop=frozenset(live) - keep,
+        fresh=tuple(i for i in changed if i in running and i not in keep),
     )
