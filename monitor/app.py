@@ -34,6 +34,7 @@ from monitor.decode import Decoder
 from monitor.engine import Engine, EngineOptions
 from monitor.engine.alert import Alert
 from monitor.engine.episodes import Resolution
+from monitor.engine.reload import Plan
 from monitor.health import DEGRADED, NOT_READY, Condition, Health, Report
 from monitor.http import HttpServer, Limits
 from monitor.httpauth import TokenAuth
@@ -43,9 +44,11 @@ from monitor.outputs import Delivery, Output, OutputContext, build_outputs
 from monitor.outputs.spool import SpoolError
 from monitor.pipeline import Pipeline
 from monitor.privacy import Masker
+from monitor.problems import Problem
+from monitor.reload import Reloader
 from monitor.retry import Abandoned, RetryPolicy
 from monitor.rules.errors import RuleLoadError
-from monitor.rules.loader import RuleSet, load_rules
+from monitor.rules.loader import RuleSet
 from monitor.sources import Source, SourceContext, build_source
 from monitor.sources.base import Batch, SourceUnavailable
 from monitor.sources.kafka import KafkaSource
@@ -84,6 +87,9 @@ class Daemon:
         self.healthy.watch("source", self.source.condition)
         self.healthy.watch("outputs", self._outputs_condition)
         self.state = StateDir(config.state.dir)
+        self.reloader = Reloader(config.rules, config.state.dir, self.telemetry, wall_clock=wall_clock)
+        self.healthy.watch("rules", self.reloader.condition)
+        self._reloads: set[asyncio.Task[Any]] = set()  # SIGHUP's, and the watcher
         self.ruleset: RuleSet | None = None
         self.engine: Engine | None = None
         self.pipeline: Pipeline | None = None
@@ -109,9 +115,12 @@ class Daemon:
         except UnknownFormat as exc:
             self.log.error("input_format_unknown", format=src.format_name, error=str(exc))
             return False
-        src.bind(fmt)
-        self.input_format = None if src.format_name == "jsonl" else fmt
+        self._bind(fmt)
         return True
+
+    def _bind(self, fmt: Format) -> None:
+        self.source.bind(fmt)  # a file source frames as at start: a custom input's from: needs a restart
+        self.input_format = None if self.source.format_name == "jsonl" else fmt
 
     # ---------------------------------------------------------- Status for monitor.http
 
@@ -139,7 +148,8 @@ class Daemon:
         rs = self.ruleset
         if rs is None:
             return None
-        return {"digest": rs.digest, "files": list(rs.files), "enabled": len(rs.enabled), "rules": rs.describe()}
+        return {"digest": rs.digest, **self.reloader.status(), "files": list(rs.files), "enabled": len(rs.enabled),
+                "rules": rs.describe()}  # fmt: skip
 
     def recent_alerts(self, limit: int) -> list[dict[str, Any]]:
         return list(reversed(self.recent))[:limit]
@@ -156,17 +166,12 @@ class Daemon:
         self.telemetry.lifecycle("stopping", signal=signame)
         self.stopping.set()
 
-    def _sighup(self) -> None:
-        self.telemetry.lifecycle("sighup_ignored", reason="rule reload is not supported yet; restart to load rules")
-
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         for sig in handled[:2]:
             loop.add_signal_handler(sig, self.request_stop, sig.name)
-        # SIGHUP's default action kills the process without a stop; until rules can be
-        # reloaded, it is said and ignored.
-        loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        loop.add_signal_handler(signal.SIGHUP, self._sighup)  # its default action would kill
         library_logs = route_library_logs(self.telemetry, self.config.log.level)
         try:
             return await self._run()
@@ -187,13 +192,9 @@ class Daemon:
         except StateDirError as exc:
             self.log.error("state_dir_unavailable", state_dir=str(c.state.dir), error=str(exc))
             return EXIT_FAILED
-        try:
-            self.ruleset = load_rules(c.rules.path)
-        except RuleLoadError as exc:
-            self.telemetry.rules_rejected([str(p) for p in exc.problems])
+        rs = self.ruleset = self.reloader.start()  # rules.path, else the last good set, else none
+        if rs is None:
             return EXIT_FAILED
-        rs = self.ruleset
-        self.telemetry.rules_loaded(len(rs.enabled), rs.digest, rs.files, [str(w) for w in rs.warnings])
         if not self._bind_format(rs):
             return EXIT_FAILED
         e = c.engine
@@ -218,7 +219,7 @@ class Daemon:
         token = h.auth_token.get_secret_value() if h.auth_token is not None else None
         auth = TokenAuth(token, h.open_metrics, self.telemetry.http_unauthorized) if token else None
         http = HttpServer(host, port, self.metrics.registry, self, limits=limits,
-                          on_refused=self.telemetry.http_refused, auth=auth)  # fmt: skip
+                          on_refused=self.telemetry.http_refused, auth=auth, reload=self.reload_rules)  # fmt: skip
         try:
             self.http_port = await http.start()
         except OSError as exc:
@@ -231,6 +232,7 @@ class Daemon:
             await self.delivery.start()  # each output's drain starts its output on its own
             if await self.source.start(self.stopping):
                 self.telemetry.lifecycle("running")
+                self._watch_rules()
                 await self._loop()
         except Abandoned as exc:  # stopping while the broker kept failing (dead letters)
             self.telemetry.lifecycle("batch_abandoned", reason=str(exc))
@@ -238,6 +240,7 @@ class Daemon:
             self.log.error("source_unavailable", error=str(exc))
             code = EXIT_FAILED
         finally:
+            await self._end_reloads()
             await self.source.stop()
             await self.delivery.stop(grace=c.spool.drain_timeout / 1000)
             await http.stop()
@@ -373,6 +376,50 @@ class Daemon:
             self.telemetry.alert_resolved(record)
             records.append(record)
         self.delivery.submit(records)
+
+    # ---------------------------------------------------------- rule reloads (monitor.reload)
+
+    def _sighup(self) -> None:
+        if self.engine is None:
+            self.telemetry.lifecycle("sighup_ignored", reason="rules not loaded yet: the start loads them")
+            return
+        self._background(self.reload_rules("sighup"))
+
+    def _watch_rules(self) -> None:
+        if self.config.rules.watch:
+            self._background(self.reloader.watch(self._swap_rules, self.stopping))
+
+    def _background(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _end_reloads(self) -> None:
+        for task in list(self._reloads):
+            task.cancel()
+        await asyncio.gather(*self._reloads, return_exceptions=True)
+
+    async def reload_rules(self, trigger: str = "http") -> dict[str, Any]:
+        """SIGHUP and ``POST /-/reload``: one attempt; its outcome, for the HTTP answer."""
+        return (await self.reloader.reload(trigger, self._swap_rules)).to_dict()
+
+    async def _swap_rules(self, rs: RuleSet) -> Plan:
+        """A loaded set into the engine between batches (a batch holds the source's lock);
+        the episodes it ends are spooled like any resolution."""
+        engine, src = self.engine, self.source
+        assert engine is not None
+        try:
+            fmt = get_format(src.format_name, rs.inputs, timezone=ZoneInfo(src.timezone))
+        except UnknownFormat as exc:
+            problem = Problem(str(self.config.rules.path), 1, 1, f"the source's format: {exc}", code="E-UNKNOWN-FORMAT")
+            raise RuleLoadError([problem]) from None
+        async with src.lock:
+            changes = engine.reload(rs)
+            self.ruleset = rs
+            self._bind(fmt)
+            self.telemetry.rules_swapped(engine.states)
+            self._spool([], engine.resolutions(), int(self.wall_clock() * 1000))
+        return changes
 
     async def _flush_outputs(self) -> None:
         """Before a commit: the spools hold what the committed events raised (submit

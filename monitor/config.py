@@ -43,6 +43,10 @@ from monitor.sources.logfile import FileSourceConfig as FileSourceConfig
 
 class RulesConfig(Model):
     path: RelPath
+    # Reload when the files change (monitor.reload): polled, compared by content, acted on
+    # once they held still for one interval. SIGHUP reloads either way.
+    watch: bool = True
+    watch_interval: Duration = Field(default=2_000, gt=0)
 
 
 class EngineConfig(Model):

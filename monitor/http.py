@@ -5,7 +5,8 @@ It reads everything through a :class:`Status` it is given, never from globals, s
 can serve a fresh registry and a fake status. Nothing here shows an event: ``/alerts``
 carries the alerts as outputs send them (masked, with sample event ids, never the
 events). With ``http.auth_token`` set, :mod:`monitor.httpauth` guards every endpoint but
-the probes.
+the probes, and ``POST /-/reload`` reloads the rules (without a token it does not exist:
+an unauthenticated caller must not be able to change what is detected).
 
 Connections are bounded (:class:`Limits`), because each holds a file descriptor that the
 Kafka clients need too: a connection must send its first request's headers within
@@ -37,6 +38,7 @@ _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: c
 _EMFILE = "socket.accept() out of system resource"  # what asyncio's accept loop reports
 
 Refusal = Callable[[str, str], None]  # (reason, detail): telemetry.http_refused
+Reload = Callable[[], Awaitable[dict[str, Any]]]  # one rule reload; its outcome (monitor.reload)
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ class _Refuse(asyncio.Protocol):
 class HttpServer:
     def __init__(self, host: str, port: int, registry: CollectorRegistry, status: Status, *,
                  limits: Limits | None = None, on_refused: Refusal | None = None,
-                 auth: TokenAuth | None = None) -> None:  # fmt: skip
+                 auth: TokenAuth | None = None, reload: Reload | None = None) -> None:  # fmt: skip
         self.host = host
         self.port = port
         self.registry = registry
@@ -127,6 +129,8 @@ class HttpServer:
         self.limits = limits or Limits()
         self.on_refused = on_refused
         self.auth = auth  # http.auth_token (monitor.httpauth): None serves everyone
+        # POST /-/reload changes what the daemon detects: served only behind the token.
+        self.reload = reload if auth is not None else None
         self.cap = self.limits.connection_cap()
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
@@ -141,6 +145,8 @@ class HttpServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/rules", self._rules)
         app.router.add_get("/alerts", self._alerts)
+        if self.reload is not None:
+            app.router.add_post("/-/reload", self._reload)
         return app
 
     async def start(self) -> int:
@@ -238,6 +244,11 @@ class HttpServer:
         if rules is None:
             return web.json_response({"status": "not loaded"}, status=503)
         return web.json_response(rules)
+
+    async def _reload(self, request: web.Request) -> web.Response:
+        assert self.reload is not None
+        outcome = await self.reload()
+        return web.json_response(outcome, status=200 if outcome["outcome"] == "success" else 422)
 
     async def _alerts(self, request: web.Request) -> web.Response:
         text = request.query.get("limit", "100")

@@ -69,6 +69,11 @@ class Metrics:
         self.rule_reloads = Counter(
             f"{p}rule_reloads", "Rule set loads, by outcome.", ["outcome"], registry=r
         )
+        self.rules_last_good = Gauge(
+            f"{p}rules_last_good",
+            "1 while the daemon runs the last good rule set kept in state.dir, the one at rules.path being broken.",
+            registry=r,
+        )  # fmt: skip
         self.output_sends = Counter(
             f"{p}output_sends", "Alert deliveries, by output and outcome.", ["output", "outcome"], registry=r
         )
@@ -265,12 +270,54 @@ class Telemetry:
         self.metrics.rules_loaded.set(count)
         self.metrics.rule_reloads.labels(outcome="success").inc()
         self.log.info("rules_loaded", rules=count, digest=digest[:12], files=len(list(files)))
+        self._rule_warnings(warnings)
+
+    def _rule_warnings(self, warnings: Sequence[str]) -> None:
         if warnings:  # the set is in force, but some rule probably does not do what it should
             self.log.warning("rule_warnings", warnings=list(warnings[:50]), count=len(warnings))
 
-    def rules_rejected(self, problems: list[str]) -> None:
+    def rules_rejected(self, problems: list[str], trigger: str = "start") -> None:
+        """Every problem, each ``FILE:LINE:COL: message``: the set in force stays."""
         self.metrics.rule_reloads.labels(outcome="rejected").inc()
-        self.log.error("rules_rejected", problems=problems[:50], count=len(problems))
+        self.log.error("rules_rejected", trigger=trigger, problems=problems, count=len(problems))
+
+    def rules_reloaded(self, trigger: str, count: int, digest: str, previous: str, changes: Mapping[str, Any],
+                       warnings: Sequence[str] = ()) -> None:  # fmt: skip
+        """The audit line of a reload: which files and rules changed, from which set to which."""
+        m = self.metrics
+        m.rules_loaded.set(count)
+        m.rule_reloads.labels(outcome="success").inc()
+        m.rules_last_good.set(0)
+        self.log.info("rules_reloaded", trigger=trigger, rules=count, digest=digest[:12], previous=previous[:12],
+                      **changes)  # fmt: skip
+        self._rule_warnings(warnings)
+
+    def rules_last_good(self, count: int, digest: str, path: str, loaded_at: str, kept: str) -> None:
+        """Started on a broken rule set: the kept one runs instead, and that must not go unseen."""
+        self.metrics.rules_loaded.set(count)
+        self.metrics.rules_last_good.set(1)
+        self.log.error("rules_last_good", rules=count, digest=digest[:12], path=path, loaded_at=loaded_at, kept=kept,
+                       detail="the rule set at rules.path was rejected; running the last one that loaded "
+                              "until it is fixed")  # fmt: skip
+
+    def rules_last_good_unusable(self, error: str) -> None:
+        self.log.error("rules_last_good_unusable", error=error)
+
+    def rules_unkept(self, path: str, error: str) -> None:
+        self.log.warning("rules_unkept", path=path, error=error,
+                         detail="the rule set in force is not kept as the last good one")  # fmt: skip
+
+    def rules_swapped(self, states: Sequence[Any]) -> None:
+        """After an engine reload: forget the metrics of states no longer in it, and the
+        group gauge of rules gone, so neither holds a dropped rule's memory or value."""
+        live = {id(s): s for s in states}
+        self._synced = {k: v for k, v in self._synced.items() if live.get(k) is v[0]}
+        ids = {s.id for s in states}
+        for labels in [tuple(sample.labels.values()) for metric in self.metrics.active_groups.collect()
+                       for sample in metric.samples]:  # fmt: skip
+            if labels and labels[0] not in ids:
+                with contextlib.suppress(KeyError):
+                    self.metrics.active_groups.remove(*labels)
 
     def events_received(self, n: int) -> None:
         self.metrics.events_received.inc(n)

@@ -127,3 +127,44 @@ def test_an_unreadable_or_empty_token_file_is_a_config_error(tmp_path: Path) -> 
             load_config(config_file(tmp_path, {"auth_token_file": name}), {})
         (p,) = info.value.problems
         assert fragment in p.message and "http" in p.message
+
+
+async def post(url: str, authorization: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    async with aiohttp.ClientSession() as session, session.post(url, headers=headers) as resp:
+        return resp.status, await resp.json() if resp.content_type == "application/json" else await resp.text()
+
+
+@pytest.mark.parametrize("outcome", ["success", "rejected"])
+async def test_post_reload_is_served_behind_the_token(outcome: str) -> None:
+    calls: list[int] = []
+
+    async def reload() -> dict[str, Any]:
+        calls.append(1)
+        return {"outcome": outcome, "digest": "d"}
+
+    telemetry = Telemetry(Metrics(CollectorRegistry()), configure_logging("json", "info", io.StringIO()))
+    status = FakeStatus(is_ready=True, reason="", loaded=None, alerts=[])
+    server = HttpServer("127.0.0.1", 0, telemetry.metrics.registry, status, reload=reload,
+                        auth=TokenAuth(TOKEN, False, telemetry.http_unauthorized))  # fmt: skip
+    base = f"http://127.0.0.1:{await server.start()}"
+    try:
+        assert (await post(base + "/-/reload"))[0] == 401 and calls == []
+        code, body = await post(base + "/-/reload", f"Bearer {TOKEN}")
+        assert (code, body, calls) == (200 if outcome == "success" else 422, {"outcome": outcome, "digest": "d"}, [1])
+        assert (await fetch(base + "/-/reload", f"Bearer {TOKEN}"))[0] == 405  # a GET reloads nothing
+    finally:
+        await server.stop()
+
+
+async def test_without_a_token_there_is_no_reload_endpoint() -> None:
+    async def reload() -> dict[str, Any]:
+        raise AssertionError("reloaded without a token")
+
+    status = FakeStatus(is_ready=True, reason="", loaded=None, alerts=[])
+    server = HttpServer("127.0.0.1", 0, CollectorRegistry(), status, reload=reload)
+    base = f"http://127.0.0.1:{await server.start()}"
+    try:
+        assert (await post(base + "/-/reload"))[0] == 404
+    finally:
+        await server.stop()

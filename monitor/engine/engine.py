@@ -17,8 +17,9 @@ from typing import Any
 
 from monitor import defaults
 from monitor.engine.alert import Alert, alert_id, describe_window, render
-from monitor.engine.dispatch import build, reference
+from monitor.engine.dispatch import Dispatch, build, reference
 from monitor.engine.episodes import Episode, Episodes, Resolution
+from monitor.engine.reload import Plan, plan
 from monitor.engine.sums import SUM_BOUND
 from monitor.engine.windows import Fire, RuleState
 from monitor.event import Event, getter
@@ -59,16 +60,39 @@ class Engine:
     ) -> None:
         self.ruleset = ruleset
         self.options = options or EngineOptions()
-        self.states: list[RuleState] = []
         self.newest: int | None = None  # newest event time seen overall
+        self.clock: int | None = None  # the forgetting clock of the last batch
         self._last_sweep: int | None = None
+        self._generated = generated
         self.episodes = Episodes(self.options.allowed_lateness_ms)
         rules = list(ruleset.enabled)
-        self.states = [self._state(r) for r in rules]
-        if generated:
-            self._dispatch = build(rules, self.states, ruleset.digest)
-        else:
-            self._dispatch = reference(rules, self.states)
+        self.states: list[RuleState] = [self._state(r) for r in rules]
+        self._dispatch = self._loop(rules)
+
+    def _loop(self, rules: list[CompiledRule]) -> Dispatch:
+        if self._generated:
+            return build(rules, self.states, self.ruleset.digest)
+        return reference(rules, self.states)
+
+    def reload(self, ruleset: RuleSet) -> Plan:
+        """Swap ``ruleset`` in between batches (:mod:`monitor.engine.reload`): rules of the
+        same shape keep their state, the others start empty, and the open episodes of
+        rules that lost their state end (collected with :meth:`resolutions`)."""
+        decided = plan(self.ruleset, ruleset)
+        kept = {s.id: s for s in self.states if s.id in decided.keep}
+        rules = list(ruleset.enabled)
+        states = []
+        for r in rules:
+            state = kept.get(r.id)
+            if state is None:
+                state = self._state(r)
+            else:
+                state.rebind(r.spec, r.threshold, r.mismatch)
+            states.append(state)
+        self.episodes.end_rules(set(decided.drop), self.clock)
+        self.ruleset, self.states = ruleset, states
+        self._dispatch = self._loop(rules)
+        return decided
 
     def _state(self, rule: CompiledRule) -> RuleState:
         o = self.options
@@ -91,6 +115,8 @@ class Engine:
         if newest != _NEVER:
             self.newest = newest
         now = self.newest if clock is None else clock
+        if now is not None:
+            self.clock = now
         self._maybe_sweep(now)
         if len(fires) > 1:
             fires = _in_rule_order(fires)

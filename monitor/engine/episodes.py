@@ -145,6 +145,17 @@ class Episodes:
                 due = min(due, ep.resolved_at_ms)
         self._due = due
 
+    def end_rules(self, rules: set[str], clock: int | None) -> int:
+        """End every open episode of ``rules`` now (a reload removed them or restarts
+        their state): resolved at ``clock``, the engine's clock, or at its own
+        ``resolved_at`` if that is earlier, never before its last hold. Returns how many."""
+        ended = [ep for ep in self._open.values() if ep.rule in rules]
+        for ep in ended:
+            at = ep.resolved_at_ms if clock is None else max(ep.last_hold_ms, min(ep.resolved_at_ms, clock))
+            del self._open[(ep.rule, ep.key)]
+            self._final.append(Resolution(ep.rule, ep.key, ep.start_ms, ep.last_hold_ms, at, ep.alert))
+        return len(ended)
+
     def take(self) -> list[Resolution]:
         """The resolutions final since the last take, by resolved_at (then rule, start)."""
         out, self._final = self._final, []

@@ -62,20 +62,15 @@ class RuleState:
         max_groups: int,
         distinct_exact_limit: int,
     ) -> None:
-        self.spec = spec
         self.id = spec.id
-        self.threshold = threshold
+        # The state's shape (monitor.engine.reload.shape): fixed for the state's life.
         self.key = group_key(spec.group_by)
         self.kind = spec.aggregate
         self.field = getter(spec.aggregate_field) if spec.aggregate_field else None
         self.window = spec.window_ms
         self.res = spec.resolution_ms or 1
         self.nb = (spec.window_ms // self.res) if spec.window_ms else 0
-        self.suppress = spec.suppress_ms
         self.lateness = allowed_lateness_ms
-        # a group outlives its open episode: resolve_after + lateness is the latest that
-        # episode can become final (README "Semantics", Forgetting)
-        self.horizon = max(spec.window_ms or 0, spec.suppress_ms, spec.resolve_after_ms) + allowed_lateness_ms
         self.max_groups = max_groups
         self.exact_limit = distinct_exact_limit
         self.groups: OrderedDict[Hashable, Group] = OrderedDict()
@@ -93,10 +88,25 @@ class RuleState:
         # what evicted groups had, for count/sum/max windows; created at the first eviction
         self.evicted: Evicted | None = None
         self._cap_scan = -(2**62)
+        self.rebind(spec, threshold, self.mismatch)
+
+    def rebind(self, spec: RuleSpec, threshold: Callable[[Any], bool], mismatch: Tally) -> None:
+        """Take the rule's judging from ``spec`` (threshold, suppression, resolve_after,
+        labels, ...) and keep the groups: a reloaded rule of the same shape goes on from
+        the state it has. ``mismatch`` is the new rule's tally, carrying on the count."""
+        if mismatch is not self.mismatch:
+            mismatch.value += self.mismatch.value
+        self.spec = spec
+        self.threshold = threshold
+        self.mismatch = mismatch
+        self.suppress = spec.suppress_ms
+        # a group outlives its open episode: resolve_after + lateness is the latest that
+        # episode can become final (README "Semantics", Forgetting)
+        self.horizon = max(spec.window_ms or 0, spec.suppress_ms, spec.resolve_after_ms) + self.lateness
         # Fires a later evaluation could still be within `suppress` of: windowed rules see
         # nothing older than the lateness; rules without a window see any event, and are
         # judged exactly for events up to the horizon older than the group's newest.
-        self._fire_memory = spec.suppress_ms + (allowed_lateness_ms if spec.window_ms else self.horizon)
+        self._fire_memory = spec.suppress_ms + (self.lateness if spec.window_ms else self.horizon)
 
     # -- helpers ---------------------------------------------------------------------
 

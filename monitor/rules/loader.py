@@ -61,6 +61,9 @@ class RuleSet:
     # "Connect your data"), so the daemon, replay, test and explain see the same events.
     actors: ActorTable | None = None
     inputs: dict[str, CustomInput] = field(default_factory=dict)
+    # (name, bytes) of each file as loaded: what a reload compares, and what the daemon
+    # keeps as the last good set (monitor.rulestore).
+    sources: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
     @property
     def enabled(self) -> tuple[CompiledRule, ...]:
@@ -107,6 +110,11 @@ def hidden(relative: Path) -> bool:
 def load_rules(path: str | Path, *, now_ms: int | None = None) -> RuleSet:
     """Parse, validate and compile every rule file under ``path``; ``now_ms`` (default:
     the wall clock) is when expired exceptions are judged, for the warning only."""
+    return load_texts(read_sources(path), now_ms=now_ms)
+
+
+def read_sources(path: str | Path) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the rule set's files, or :class:`RuleLoadError` saying why none."""
     root = Path(path)
     try:
         files = rule_files(root)
@@ -114,15 +122,27 @@ def load_rules(path: str | Path, *, now_ms: int | None = None) -> RuleSet:
         raise RuleLoadError([Problem(str(root), 1, 1, str(exc).split(": ", 1)[1], code="E-CANNOT-READ")]) from None
     if not files:
         raise RuleLoadError([Problem(str(root), 1, 1, "no rule files (*.yaml, *.yml) found", code="E-NO-RULE-FILES")])
-    return load_texts([(str(p), p.read_bytes()) for p in files], now_ms=now_ms)
+    out: list[tuple[str, bytes]] = []
+    for p in files:
+        try:
+            out.append((str(p), p.read_bytes()))
+        except OSError as exc:  # e.g. listed, then gone: a folder being rewritten
+            raise RuleLoadError([Problem(str(p), 1, 1, f"cannot read: {exc.strerror or exc}", code="E-CANNOT-READ")]) from None
+    return out
+
+
+def sources_digest(sources: list[tuple[str, bytes]]) -> str:
+    """SHA-256 over the files' names and bytes: :attr:`RuleSet.digest` of the set they make."""
+    digest = hashlib.sha256()
+    for name, raw in sources:
+        digest.update(name.encode() + b"\0" + raw + b"\0")
+    return digest.hexdigest()
 
 
 def load_texts(sources: list[tuple[str, bytes]], *, now_ms: int | None = None) -> RuleSet:
     problems: list[Problem] = []
     docs: list[FileDoc] = []
-    digest = hashlib.sha256()
     for name, raw in sources:
-        digest.update(name.encode() + b"\0" + raw + b"\0")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -140,12 +160,13 @@ def load_texts(sources: list[tuple[str, bytes]], *, now_ms: int | None = None) -
     return RuleSet(
         rules=compile_specs(specs),
         files=tuple(name for name, _ in sources),
-        digest=digest.hexdigest(),
+        digest=sources_digest(sources),
         lists=validator.lists,
         schedules=validator.schedules,
         warnings=tuple(sorted(validator.warnings, key=sort_key)),
         actors=ActorTable(validator.actors) if validator.actors else None,
         inputs=validator.inputs,
+        sources=tuple(sources),
     )
 
 
@@ -179,4 +200,4 @@ def compile_specs(specs: list[RuleSpec]) -> tuple[CompiledRule, ...]:
     return tuple(out)
 
 
-__all__ = ["CompiledRule", "Pos", "RuleLoadError", "RuleSet", "load_rules", "load_texts"]
+__all__ = ["CompiledRule", "Pos", "RuleLoadError", "RuleSet", "load_rules", "load_texts", "read_sources", "sources_digest"]
