@@ -40,6 +40,7 @@ from monitor.httpauth import TokenAuth
 from monitor.inputs import Format, UnknownFormat, get_format
 from monitor.inputs.reader import map_records
 from monitor.outputs import Delivery, Output, OutputContext, build_outputs
+from monitor.outputs.routing import UNROUTED_DETAIL
 from monitor.outputs.spool import SpoolError
 from monitor.pipeline import Pipeline
 from monitor.privacy import Masker
@@ -207,9 +208,7 @@ class Daemon:
             self.log.error("spool_unavailable", state_dir=str(c.state.dir), error=str(exc))
             return EXIT_FAILED
         if unrouted := self.delivery.unrouted_severities():
-            self.log.warning("severities_unrouted", severities=unrouted,
-                             detail="no output's match: takes alerts of these severities; they are counted "
-                                    "in exfil_monitor_alerts_unrouted_total and go nowhere")  # fmt: skip
+            self.log.warning("severities_unrouted", severities=unrouted, detail=UNROUTED_DETAIL)
         host, port = c.http.host_port
         h = c.http
         limits = Limits(header_timeout=h.header_timeout / 1000, keepalive_timeout=h.keepalive_timeout / 1000,
