@@ -17,7 +17,7 @@ import pytest
 
 from monitor.timeparse import parse_ts
 from tests.integration.daemon_process import DaemonProcess, produce
-from tests.support.alertmanager import Alertmanager, free_port, start_alertmanager
+from tests.support.alertmanager import Alertmanager, free_port
 
 TopicFactory = Callable[..., str]
 
@@ -59,20 +59,6 @@ def daemons(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     yield make
     for d in started:
         d.kill()
-
-
-@pytest.fixture
-def alertmanagers(tmp_path: Path) -> Iterator[Callable[..., Alertmanager]]:
-    started: list[Alertmanager] = []
-
-    def make(port: int | None = None) -> Alertmanager:
-        am = start_alertmanager(tmp_path / f"am{len(started)}", port)
-        started.append(am)
-        return am
-
-    yield make
-    for am in started:
-        am.kill()
 
 
 def reads(actors: list[str], ts_ms: int) -> list[tuple[bytes, bytes]]:
