@@ -3,9 +3,11 @@
 One batch at a time: fetch, decode, evaluate, spool alerts and resolutions, dead-letter
 the unusable, mark processed, and commit now and then. Everything a batch produced is
 fsynced into the spool of every output it is routed to before its offsets can be
-committed, so a crash or a kill at any point loses nothing; each output then delivers
-its spool on its own (:mod:`monitor.outputs.delivery`), and at worst events are read
-again and their alerts sent again with the same ids.
+committed, and the open episodes are written under state.dir (:mod:`monitor.episodestore`)
+before each commit too, so a crash or a kill at any point loses nothing: each output
+delivers its spool on its own (:mod:`monitor.outputs.delivery`), the next run re-sends
+and resolves the episodes this one left open, and at worst events are read again and
+their alerts sent again with the same ids.
 
 Dependencies (registry, clocks, outputs, streams) are passed in, so a test can build as
 many daemons as it likes in one process; nothing here is global but the signal handlers,
@@ -35,12 +37,14 @@ from monitor.engine import Engine, EngineOptions
 from monitor.engine.alert import Alert
 from monitor.engine.episodes import Resolution
 from monitor.engine.reload import Plan
+from monitor.episodestore import EpisodeStore
 from monitor.health import DEGRADED, NOT_READY, Condition, Health, Report
 from monitor.http import HttpServer, Limits
 from monitor.httpauth import TokenAuth
 from monitor.inputs import Format, UnknownFormat, get_format
 from monitor.inputs.reader import map_records
 from monitor.outputs import Delivery, Output, OutputContext, build_outputs
+from monitor.outputs.routing import UNROUTED_DETAIL
 from monitor.outputs.spool import SpoolError
 from monitor.pipeline import Pipeline
 from monitor.privacy import Masker
@@ -90,6 +94,7 @@ class Daemon:
         self.reloader = Reloader(config.rules, config.state.dir, self.telemetry, wall_clock=wall_clock)
         self.healthy.watch("rules", self.reloader.condition)
         self._reloads: set[asyncio.Task[Any]] = set()  # SIGHUP's, and the watcher
+        self.episode_store = EpisodeStore(config.state.dir, self.telemetry, self.healthy)
         self.ruleset: RuleSet | None = None
         self.engine: Engine | None = None
         self.pipeline: Pipeline | None = None
@@ -201,7 +206,10 @@ class Daemon:
         options = EngineOptions(allowed_lateness_ms=e.allowed_lateness, max_groups_per_rule=e.max_groups_per_rule,
                                 distinct_exact_limit=e.distinct_exact_limit,
                                 template_field=self.masker.field)  # fmt: skip
-        self.engine = Engine(rs, options)
+        # The episodes the last run left open, before anything is consumed: re-alerts of
+        # their groups join them, and their re-sends and resolutions carry on.
+        self.engine = Engine(rs, options, episodes=self.episode_store.load())
+        self.telemetry.episodes_watched(lambda: len(self.engine.episodes) if self.engine is not None else 0)
         self.pipeline = Pipeline(self.decoder, self.engine, self.telemetry)
         try:  # before anything is consumed: a spool that cannot be written is fatal now
             self.delivery.open()
@@ -209,9 +217,7 @@ class Daemon:
             self.log.error("spool_unavailable", state_dir=str(c.state.dir), error=str(exc))
             return EXIT_FAILED
         if unrouted := self.delivery.unrouted_severities():
-            self.log.warning("severities_unrouted", severities=unrouted,
-                             detail="no output's match: takes alerts of these severities; they are counted "
-                                    "in exfil_monitor_alerts_unrouted_total and go nowhere")  # fmt: skip
+            self.log.warning("severities_unrouted", severities=unrouted, detail=UNROUTED_DETAIL)
         host, port = c.http.host_port
         h = c.http
         limits = Limits(header_timeout=h.header_timeout / 1000, keepalive_timeout=h.keepalive_timeout / 1000,
@@ -242,6 +248,7 @@ class Daemon:
         finally:
             await self._end_reloads()
             await self.source.stop()
+            self._save_episodes()  # what the last commit did not see (idle resolutions)
             await self.delivery.stop(grace=c.spool.drain_timeout / 1000)
             await http.stop()
         self.telemetry.lifecycle("stopped", events=self.events_total, alerts=self.alerts_total)
@@ -283,6 +290,7 @@ class Daemon:
         async with self.source.lock:
             now_ms = int(self.wall_clock() * 1000)
             self._spool([], engine.resolve_idle(now_ms), now_ms)
+            self._save_episodes()  # spooled first: a crash between the two resolves twice, never not
 
     def _rule_timezone(self, rule_id: str) -> str | None:
         """The time zone of the rule's schedule, for outputs that show the window in it."""
@@ -423,5 +431,11 @@ class Daemon:
 
     async def _flush_outputs(self) -> None:
         """Before a commit: the spools hold what the committed events raised (submit
-        fsyncs already; this keeps the promise should that ever change)."""
+        fsyncs already; this keeps the promise should that ever change), and the file of
+        open episodes what they opened or extended."""
         self.delivery.flush()
+        self._save_episodes()
+
+    def _save_episodes(self) -> None:
+        if self.engine is not None:
+            self.episode_store.save(self.engine.episodes)

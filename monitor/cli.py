@@ -201,7 +201,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Errors exit 1; warnings print but exit 0 unless ``--strict``."""
     import json
 
-    from monitor.config import ConfigError, load_config
+    from monitor.config import ConfigError, config_warnings, load_config
     from monitor.problems import Problem, errors, warnings
 
     if args.path is None and args.config is None:
@@ -213,8 +213,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     summary: dict[str, object] = {}
     if args.config is not None:
         try:
-            load_config(args.config)
-            checked.append((args.config, [], f"ok: config {args.config}"))
+            config = load_config(args.config)
+            checked.append((args.config, config_warnings(config, args.config), f"ok: config {args.config}"))
         except ConfigError as exc:
             checked.append((args.config, exc.problems, ""))
     if args.path is not None:

@@ -32,9 +32,11 @@ from monitor.outputs import OutputConfig as OutputConfig
 from monitor.outputs.alertmanager import AlertmanagerConfig as AlertmanagerConfig
 from monitor.outputs.file import FileOutputConfig as FileOutputConfig
 from monitor.outputs.kafka import KafkaOutputConfig as KafkaOutputConfig
+from monitor.outputs.routing import UNROUTED_DETAIL, unrouted_severities
 from monitor.outputs.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from monitor.outputs.stdout import StdoutOutputConfig as StdoutOutputConfig
 from monitor.privacy import PrivacyConfig as PrivacyConfig
+from monitor.problems import Problem
 from monitor.secrets import resolve_secret
 from monitor.sources import SOURCE_MODELS as SOURCE_MODELS
 from monitor.sources import SourceConfig as SourceConfig
@@ -177,3 +179,14 @@ class Config(Model):
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read, override from the environment, validate; raise :class:`ConfigError` with all problems."""
     return configload.load_model(path, environ, Config, {"outputs": OUTPUT_MODELS, "sources": SOURCE_MODELS})
+
+
+def config_warnings(config: Config, path: str | Path) -> list[Problem]:
+    """What loads but is probably not meant, for ``check --config``: each severity no
+    output takes, found by the same test as the daemon's warning at start."""
+    unrouted = unrouted_severities({o.label: o.match for o in config.outputs})
+    if not unrouted:
+        return []
+    line, col = configload.key_position(path, ("outputs",))
+    return [Problem(str(path), line, col, f"outputs: no output takes severity {sev!r}: {UNROUTED_DETAIL}",
+                    code="W-UNROUTED-SEVERITY") for sev in unrouted]  # fmt: skip

@@ -47,7 +47,7 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-__all__ = ["ENV_PREFIX", "ConfigError", "KeyProblem", "load_model"]
+__all__ = ["ENV_PREFIX", "ConfigError", "KeyProblem", "key_position", "load_model"]
 
 
 def load_model(path: str | Path, environ: Mapping[str, str] | None, model: type[M],
@@ -82,6 +82,17 @@ def load_model(path: str | Path, environ: Mapping[str, str] | None, model: type[
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def key_position(path: str | Path, keys: tuple[Any, ...]) -> tuple[int, int]:
+    """(line, col) of the key at ``keys`` in a config that loaded, for a warning about a
+    valid config; (1, 1) when the file no longer reads or the key came from elsewhere."""
+    try:
+        doc = load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YamlProblem):
+        return 1, 1
+    pos = doc.key_at(keys)
+    return pos.line, pos.col
 
 
 def _apply_env(

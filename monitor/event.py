@@ -142,6 +142,17 @@ def unkey(k: Any) -> Any:
     return k.value if k.__class__ is JsonKey else k
 
 
+def key_of(values: list[Any]) -> Hashable:
+    """The key :func:`group_key` gives an event whose group paths hold ``values``, as an
+    alert's ``group`` holds them: how a saved episode finds its group again."""
+    if not values:
+        return None
+    if len(values) == 1:
+        (v,) = values
+        return v if v.__class__ is str else hashable(v)
+    return tuple(hashable(v) for v in values)
+
+
 def group_key(paths: tuple[str, ...]) -> Callable[[Event], Hashable]:
     """One key per group: the bare value for one path, a tuple for several."""
     if not paths:

@@ -67,6 +67,7 @@ CODES: dict[str, str] = {
     "W-EMPTY-LIST": "a rule that can never match because a list it needs a value from (in, cidr) is empty",
     "W-EMPTY-SCHEDULE": "a when on a schedule with no hours or no days: inside never holds, outside always does",
     "W-EXPIRED-EXCEPTION": "an exception whose until has passed: it no longer applies and can be removed",
+    "W-UNROUTED-SEVERITY": "a severity that no output's match: takes: its alerts are counted as unrouted and go nowhere",
 }
 
 Severity = Literal["error", "warning"]

@@ -1,6 +1,7 @@
 """The daemon's state directory (``state.dir``) and the lock that makes it one daemon's.
 
-Output spools and checkpoints will live there, and two daemons writing the same spool
+Output spools, the open episodes (:mod:`monitor.episodestore`), a file source's
+positions and, later, checkpoints live there, and two daemons writing the same spool
 would deliver each other's alerts twice or truncate each other's files. So the daemon
 takes an exclusive ``flock`` on ``lock`` in the directory for as long as it runs; a second
 daemon on the same directory refuses to start and names the one that holds it.
@@ -84,3 +85,24 @@ def _read_pid(fd: int) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` so that a crash at any point leaves the old file or
+    the new one, never a mixture: a temporary file beside it, fsynced, renamed over it,
+    and the folder fsynced for the rename. ``mode``: the state is the daemon's alone."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)  # the rename itself
+    finally:
+        os.close(dfd)

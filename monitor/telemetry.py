@@ -28,6 +28,8 @@ from monitor.decode import REASONS
 PREFIX = "exfil_monitor_"
 # Why the HTTP server closed a connection itself (monitor.http).
 HTTP_REFUSALS = ("max_connections", "header_timeout", "descriptors")
+# The files under state.dir that the daemon reads back at start (the `file` label).
+STATE_FILES = ("episodes",)
 Logger = Any  # structlog's BoundLogger is a protocol in practice
 Processor = Callable[[Any, str, dict[str, Any]], dict[str, Any]]  # a structlog processor
 
@@ -144,6 +146,14 @@ class Metrics:
         self.consumption_paused = Gauge(
             f"{p}consumption_paused", "1 while consumption waits for a full spool to drain.", registry=r
         )
+        self.episodes_open = Gauge(f"{p}episodes_open", "Open episodes (alerts not yet resolved).", registry=r)
+        self.state_unreadable = Counter(
+            f"{p}state_unreadable", "State files under state.dir found unreadable at start (set aside, "
+            "started without), by file.", ["file"], registry=r,
+        )  # fmt: skip
+        self.state_write_failures = Counter(
+            f"{p}state_write_failures", "Failed writes of a state file under state.dir, by file.", ["file"], registry=r
+        )
         self.http_refused = Counter(
             f"{p}http_refused", "HTTP connections closed by the server's bounds, by reason.", ["reason"], registry=r
         )
@@ -164,6 +174,9 @@ class Metrics:
             self.commits.labels(outcome=outcome)
         for reason in HTTP_REFUSALS:
             self.http_refused.labels(reason=reason)
+        for file in STATE_FILES:
+            self.state_unreadable.labels(file=file)
+            self.state_write_failures.labels(file=file)
 
 
 def _orjson(obj: Any, **kw: Any) -> bytes:
@@ -396,6 +409,28 @@ class Telemetry:
             self.log.warning("alert_unrouted", alert_id=record.get("id"), rule=record.get("rule"),
                              severity=severity, type=record.get("type"), suppressed=suppressed,
                              detail="no output's match: takes it")  # fmt: skip
+
+    def episodes_watched(self, count: Callable[[], int]) -> None:
+        """The open-episodes gauge reads the table when scraped."""
+        self.metrics.episodes_open.set_function(count)
+
+    def episodes_restored(self, path: str, n: int) -> None:
+        self.log.info("episodes_restored", path=path, episodes=n)
+
+    def state_unreadable(self, file: str, path: str, error: str, kept: str | None) -> None:
+        """A state file that cannot be used: the daemon starts without what it held."""
+        self.metrics.state_unreadable.labels(file=file).inc()
+        self.log.error("state_unreadable", file=file, path=path, error=error, kept=kept,
+                       detail=f"started without it (no {file} of the last run); the file is kept "
+                              "for inspection and the next write replaces it")  # fmt: skip
+
+    def state_write_failed(self, file: str, path: str, error: str) -> None:
+        self.metrics.state_write_failures.labels(file=file).inc()
+        ok, suppressed = self.limiter.allow(f"state:{file}")
+        if ok:
+            self.log.error("state_write_failed", file=file, path=path, error=error, suppressed=suppressed,
+                           detail="retried at the next change; a restart now would start from the last "
+                                  "file written")  # fmt: skip
 
     def consumption_paused(self, outputs: Sequence[str]) -> None:
         self.metrics.consumption_paused.set(1)

@@ -2,7 +2,7 @@ import os
 
 from hypothesis import settings
 
-pytest_plugins = ["tests.support.kafka_fixtures"]
+pytest_plugins = ["tests.support.kafka_fixtures", "tests.support.alertmanager"]
 
 # CI runs the property tests with a fixed seed, so a run's result is reproducible; the
 # random exploration happens on developers' machines, where a failure is a finding.

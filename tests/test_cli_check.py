@@ -304,3 +304,60 @@ def test_explain_needs_rules(capsys: pytest.CaptureFixture[str]) -> None:
         main(["check", "--explain", "--config", "x.yaml"])
     assert exit_.value.code == 2
     assert "--explain needs a rule file or folder" in capsys.readouterr().err
+
+
+UNROUTED_CONFIG = """\
+kafka: {bootstrap_servers: "localhost:9092", topics: [data-access-events]}
+rules: {path: rules}
+outputs:
+  - {type: alertmanager, urls: ["http://127.0.0.1:9093"], match: {severity: [critical, high]}}
+  - {type: file, path: alerts.jsonl, match: {severity: medium, team: security}}
+"""
+
+
+def test_a_config_warns_of_each_severity_no_output_takes_and_still_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(UNROUTED_CONFIG)
+    assert main(["check", "--config", str(config), "--codes"]) == 0
+    detail = "alerts of a severity no output's match: takes are counted in exfil_monitor_alerts_unrouted_total and go nowhere"
+    assert capsys.readouterr().out.splitlines() == [
+        *(f"{config}:3:1: W-UNROUTED-SEVERITY: warning: outputs: no output takes severity {sev!r}: {detail}"
+          for sev in ("low", "info")),
+        f"ok: config {config}; 2 warning(s)",
+    ]  # fmt: skip
+    assert main(["check", "--config", str(config), "--strict"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == f"2 warning(s) in {config}; --strict fails on warnings"
+    assert main(["check", "--config", str(config), "--format", "json", str(EXAMPLE)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(p["code"], p["severity"], p["line"]) for p in doc["problems"]] == [("W-UNROUTED-SEVERITY", "warning", 3)] * 2
+    assert doc["summary"]["ok"] is True and doc["summary"]["warnings"] == 2
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        "[]",
+        "[{type: stdout}]",
+        "[{type: stdout, match: {severity: info}}, {type: file, path: a.jsonl, match: {team: x}}]",
+        "[{type: stdout, match: {severity: [critical, high, medium, low]}}]",
+        "[{type: alertmanager, urls: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], match: {severity: critical}}]",
+    ],
+)
+def test_check_warns_of_exactly_what_the_daemon_warns_of_at_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], outputs: str
+) -> None:
+    import io
+
+    from prometheus_client import CollectorRegistry
+
+    from monitor.app import Daemon
+    from monitor.config import load_config
+
+    config = tmp_path / "monitor.yaml"
+    config.write_text(f"kafka: {{bootstrap_servers: 'localhost:9092', topics: [t]}}\nrules: {{path: r}}\noutputs: {outputs}\n")
+    assert main(["check", "--config", str(config), "--format", "json"]) == 0
+    said = [re.search(r"severity '(\w+)'", p["message"])[1] for p in json.loads(capsys.readouterr().out)["problems"]]  # type: ignore[index]
+    daemon = Daemon(load_config(config, {}), registry=CollectorRegistry(), stderr=io.StringIO())
+    assert said == daemon.delivery.unrouted_severities()

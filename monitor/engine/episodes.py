@@ -20,12 +20,15 @@ its content.
 
 This table is apart from the window state on purpose: evicting a group (the group cap)
 forgets its buckets and fires, never its episode, so a returning group's re-alert joins
-the incident that is still open.
+the incident that is still open. For the same reason it outlives the process: the daemon
+hands the open episodes of its last run in (``Episodes(..., restored)``), and keeps them
+on disk whenever :attr:`Episodes.revision` moved (:mod:`monitor.engine.codec` makes them
+plain data; the daemon's :mod:`monitor.episodestore` writes them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,11 +90,18 @@ def _order(r: Resolution) -> tuple[int, str, int, str]:
 class Episodes:
     """The open episodes of every rule, and the resolutions final since the last take."""
 
-    def __init__(self, allowed_lateness_ms: int) -> None:
+    def __init__(self, allowed_lateness_ms: int, restored: Iterable[Episode] = ()) -> None:
         self.lateness = allowed_lateness_ms
-        self._open: dict[tuple[str, Hashable], Episode] = {}
+        self._open: dict[tuple[str, Hashable], Episode] = {(ep.rule, ep.key): ep for ep in restored}
         self._final: list[Resolution] = []
-        self._due = _NONE_DUE  # no open episode resolves before this (a lower bound)
+        # no open episode resolves before this (a lower bound)
+        self._due = min((ep.resolved_at_ms for ep in self._open.values()), default=_NONE_DUE)
+        # Moves whenever what :meth:`open` returns changes (an episode opened, extended or
+        # ended), so the daemon writes the table only when there is something new.
+        self.revision = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
 
     def hold(self, rule: str, key: Hashable, t: int, now: int) -> None:
         """The group held at ``t`` but did not fire (suppressed): it extends an open
@@ -99,6 +109,7 @@ class Episodes:
         ep = self._current(rule, key, t, now)
         if ep is not None and t > ep.last_hold_ms:
             ep.last_hold_ms = t
+            self.revision += 1
 
     def fire(self, rule: str, key: Hashable, t: int, now: int, resolve_after_ms: int,
              build: Callable[[int], Alert]) -> Alert:  # fmt: skip
@@ -108,10 +119,12 @@ class Episodes:
         if ep is not None:
             if t > ep.last_hold_ms:
                 ep.last_hold_ms = t
+                self.revision += 1
             return build(ep.start_ms)
         alert = build(t)
         self._open[(rule, key)] = Episode(rule, key, t, t, resolve_after_ms, alert)
         self._due = min(self._due, t + resolve_after_ms)
+        self.revision += 1
         return alert
 
     def _current(self, rule: str, key: Hashable, t: int, now: int) -> Episode | None:
@@ -128,6 +141,7 @@ class Episodes:
 
     def _end(self, ep: Episode) -> None:
         del self._open[(ep.rule, ep.key)]
+        self.revision += 1
         self._final.append(Resolution(ep.rule, ep.key, ep.start_ms, ep.last_hold_ms, ep.resolved_at_ms, ep.alert))
 
     def advance(self, clock: int) -> None:

@@ -29,8 +29,6 @@ from monitor.outputs.spool import DEFAULT_MAX_BYTES, Spool
 from monitor.retry import RetryPolicy
 from monitor.telemetry import Telemetry
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
-
 
 class Delivery:
     def __init__(self, outputs: Sequence[Output], telemetry: Telemetry, spool_dir: Path, *,
@@ -143,7 +141,7 @@ class Delivery:
 
     def unrouted_severities(self) -> list[str]:
         """Severities no output takes whatever the labels: said at start and by ``check``."""
-        return unrouted_severities({o.name: o.match for o in self.outputs}, SEVERITIES)
+        return unrouted_severities({o.name: o.match for o in self.outputs})
 
     async def drained(self) -> None:
         """Wait until every spool is empty (for tests and tools)."""

@@ -16,7 +16,17 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
 
-__all__ = ["Match", "MatchSpec", "matches", "route", "unrouted_severities"]
+from monitor.rules.model import SEVERITIES as _RULE_SEVERITIES
+
+__all__ = ["SEVERITIES", "UNROUTED_DETAIL", "Match", "MatchSpec", "matches", "route", "unrouted_severities"]
+
+# Most severe first: the order warnings name them in.
+SEVERITIES: tuple[str, ...] = tuple(reversed(_RULE_SEVERITIES))
+# What the daemon's start warning and ``check --config`` add about unrouted severities.
+UNROUTED_DETAIL = (
+    "alerts of a severity no output's match: takes are counted in exfil_monitor_alerts_unrouted_total "
+    "and go nowhere"
+)
 
 
 def _as_tuple(v: Any) -> Any:
@@ -64,10 +74,11 @@ def route(matches_by_output: Mapping[str, Match | None], alert: Mapping[str, Any
 
 
 def unrouted_severities(
-    matches_by_output: Mapping[str, Match | None], severities: Sequence[str]
+    matches_by_output: Mapping[str, Match | None], severities: Sequence[str] = SEVERITIES
 ) -> list[str]:
-    """Severities that no output takes whatever the labels: for the warning at start and
-    in ``check --config`` (an output matching on a label may still miss some alerts)."""
+    """Severities that no output takes whatever the labels: the one test behind the
+    daemon's warning at start and ``check --config``'s (an output matching on a label may
+    still miss some alerts; that is not said)."""
     out = []
     for sev in severities:
         if not any(not m or sev in m.get("severity", (sev,)) for m in matches_by_output.values()):

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from monitor.inputs.base import Format, record_lines
+from monitor.statedir import write_atomic
 
 STATE_FILE = "follow-positions.json"
 HEAD_BYTES = 1024  # how much of a file's start identifies it (see _head)
@@ -232,17 +233,7 @@ class Follower:
         }
         files.update(self._saved)
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        with open(tmp, "w") as out:
-            out.write(json.dumps({"version": 1, "files": files}, indent=1))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.state_path)
-        fd = os.open(self.state_path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # the rename itself
-        finally:
-            os.close(fd)
+        write_atomic(self.state_path, json.dumps({"version": 1, "files": files}, indent=1).encode())
 
     def close(self) -> None:
         """Closes every file (idempotent); positions stay as last committed."""

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.alertmanager import start_alertmanager
+from tests.support.alertmanager import AlertmanagerFactory
 from tests.support.prometheus import short_for_rules, start_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,11 +102,11 @@ class _Target(http.server.BaseHTTPRequestHandler):
 
 @pytest.mark.slow
 def test_a_real_prometheus_fires_the_shipped_down_rule_into_a_real_alertmanager(
-    tmp_path: Path,
+    tmp_path: Path, alertmanagers: AlertmanagerFactory
 ) -> None:
     """The paging path for the monitor's own health: Prometheus scrapes a target, the
     target stops, the shipped rule (with a short ``for``) fires, Alertmanager has it."""
-    am = start_alertmanager(tmp_path / "am")
+    am = alertmanagers()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Target)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -128,7 +128,6 @@ def test_a_real_prometheus_fires_the_shipped_down_rule_into_a_real_alertmanager(
         assert down["labels"]["instance"] == target
     finally:
         prom.stop()
-        am.kill()
         thread.join(5)
 
 

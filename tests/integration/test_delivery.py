@@ -17,7 +17,7 @@ import pytest
 
 from monitor.timeparse import parse_ts
 from tests.integration.daemon_process import DaemonProcess, produce
-from tests.support.alertmanager import Alertmanager, free_port, start_alertmanager
+from tests.support.alertmanager import Alertmanager, free_port
 
 TopicFactory = Callable[..., str]
 
@@ -59,20 +59,6 @@ def daemons(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     yield make
     for d in started:
         d.kill()
-
-
-@pytest.fixture
-def alertmanagers(tmp_path: Path) -> Iterator[Callable[..., Alertmanager]]:
-    started: list[Alertmanager] = []
-
-    def make(port: int | None = None) -> Alertmanager:
-        am = start_alertmanager(tmp_path / f"am{len(started)}", port)
-        started.append(am)
-        return am
-
-    yield make
-    for am in started:
-        am.kill()
 
 
 def reads(actors: list[str], ts_ms: int) -> list[tuple[bytes, bytes]]:
@@ -195,3 +181,53 @@ async def test_a_full_spool_pauses_consumption_until_it_drains(
     m = await d.wait_metrics(lambda m: m.v("consumption_paused") == 0 and m.v("events_received_total") == len(actors))
     assert d.log_event("consumption_resumed")
     assert d.stop() == 0
+
+
+async def test_open_episodes_survive_sigkill_and_their_resends_and_resolution_carry_on(
+    kafka_bootstrap: str, kafka_topic_factory: TopicFactory, daemons: Callable[..., DaemonProcess],
+    alertmanagers: Callable[..., Alertmanager], tmp_path: Path,
+) -> None:  # fmt: skip
+    """Re-sends and resolutions come from the table of open episodes: a daemon killed
+    while an alert is open, restarted on the same state.dir, re-sends it (here to a fresh
+    Alertmanager that knew nothing of it) and resolves it, without reading an event again."""
+    d_rules = tmp_path / "long-rules"
+    d_rules.mkdir()
+    (d_rules / "customer-read.yaml").write_text(RULE.replace("resolve_after: 3s", "resolve_after: 15s"))
+    topic = kafka_topic_factory(partitions=2, prefix="events")
+    state = tmp_path / "state"
+
+    def make(name: str, url: str) -> DaemonProcess:
+        return daemons(name, bootstrap=kafka_bootstrap, topic=topic, rules=d_rules, group="episodes-test",
+                       extra={"state": {"dir": str(state)}, **FAST_IDLE}, outputs=[am_output(url)])
+
+    first_am = alertmanagers()
+    d = make("first", first_am.url)
+    d.start()
+    await d.wait_ready()
+    await produce(kafka_bootstrap, topic, reads(["vendor-9"], int(time.time() * 1000)))
+    [alert] = await actors_held(first_am, {"vendor-9"})
+    # Delivered (the spool is empty, so the next run has nothing of it to send from
+    # there) and committed, which the episode table is written before.
+    await d.wait_metrics(lambda m: m.v("output_spool_depth", output="alertmanager") == 0
+                         and m.v("commits_total", outcome="success") >= 1 and m.v("episodes_open") == 1)  # fmt: skip
+    assert (state / "episodes.snapshot").exists()
+    d.kill()  # SIGKILL: no stop, nothing written at the end
+
+    fresh = alertmanagers()  # a replaced Alertmanager: empty
+    again = make("second", fresh.url)
+    again.start()
+    await again.wait_ready()
+    assert again.log_event("episodes_restored")["episodes"] == 1
+    [resent] = await actors_held(fresh, {"vendor-9"})  # from the restored table's re-sends
+    assert resent["labels"] == alert["labels"] and resent["fingerprint"] == alert["fingerprint"]
+    m = await again.wait_metrics(lambda m: m.v("output_resends_total", output="alertmanager", outcome="success") >= 1)
+    assert m.v("events_received_total") == 0  # nothing read again: the table alone carried it
+    assert m.v("output_sends_total", output="alertmanager", outcome="success") == 0  # no spooled send either
+    # The source stays quiet: 15 s after the read, the restarted daemon resolves the episode.
+    await actors_held(fresh, set(), timeout=60)
+    [resolution] = [r for r in again.stdout_records() if r["type"] == "resolved"]
+    [fired] = d.stdout_alerts()
+    assert resolution["id"] == fired["id"] and resolution["episode_start"] == fired["fired_at"]
+    assert parse_ts(resolution["resolved_at"]) == parse_ts(fired["fired_at"]) + 15_000
+    m = await again.wait_metrics(lambda m: m.v("episodes_open") == 0)
+    assert again.stop() == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from monitor.retry import RetryPolicy
 from monitor.telemetry import Telemetry
 from monitor.timeparse import format_ts, parse_ts
 from tests.outputs.conftest import alert
-from tests.support.alertmanager import Alertmanager, start_alertmanager
+from tests.support.alertmanager import Alertmanager
 
 FAST = RetryPolicy(initial=0.05, maximum=0.2)
 KAFKA = KafkaConfig(bootstrap_servers=["127.0.0.1:9"], group_id="g", topics=["t"])
@@ -31,20 +31,6 @@ def record(n: int) -> dict[str, Any]:
     r = alert(n).to_dict()
     r["fired_at"] = "2026-01-01T00:00:00.000Z"
     return r
-
-
-@pytest.fixture
-def alertmanagers(tmp_path: Path) -> Iterator[Callable[[], Alertmanager]]:
-    started: list[Alertmanager] = []
-
-    def make() -> Alertmanager:
-        am = start_alertmanager(tmp_path / f"am{len(started)}")
-        started.append(am)
-        return am
-
-    yield make
-    for am in started:
-        am.kill()
 
 
 async def held(am: Alertmanager, want: set[str], timeout: float = 10.0) -> list[dict[str, Any]]:

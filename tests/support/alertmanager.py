@@ -7,6 +7,10 @@ nobody: the tests read what Alertmanager holds through its API v2.
 
 When the binary is missing or will not start, tests skip with the reason, except under
 ``CI=true``, where that fails the run.
+
+The ``alertmanagers`` fixture (loaded from tests/conftest.py's ``pytest_plugins``) is the
+one way tests start them: ``make(port=None) -> Alertmanager``, each in a folder of its
+own under the test's tmp_path, every one killed when the test ends.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +152,22 @@ def start_alertmanager(workdir: Path, port: int | None = None) -> Alertmanager:
         skip_or_fail(f"cannot start Alertmanager: {exc}")
         raise  # unreachable: skip_or_fail raises
     return am
+
+
+AlertmanagerFactory = Callable[..., Alertmanager]
+
+
+@pytest.fixture
+def alertmanagers(tmp_path: Path) -> Iterator[AlertmanagerFactory]:
+    """``make(port=None)``: a started Alertmanager (on ``port``, e.g. one a test kept free
+    so a receiver can come back there), killed at the end of the test."""
+    started: list[Alertmanager] = []
+
+    def make(port: int | None = None) -> Alertmanager:
+        am = start_alertmanager(tmp_path / f"alertmanager-{len(started)}", port)
+        started.append(am)
+        return am
+
+    yield make
+    for am in started:
+        am.kill()
