@@ -64,6 +64,7 @@ class KafkaSource:
         self.paused = False  # a full spool: fetching waits (pause, resume)
         self._consumer: Any = None
         self._producer: Any = None
+        self._watch: asyncio.Future[None] | None = None
         self._backoff = Backoff(config.retry_backoff / 1000, config.retry_backoff_max / 1000)
 
     @property
@@ -124,6 +125,7 @@ class KafkaSource:
             else:
                 consumer.subscribe(topics=list(c.topics), listener=listener)
             self._consumer, self._producer = consumer, producer
+            self._watch = asyncio.ensure_future(self._watch_silence(stopping))
             self._backoff.reset()
             self.problem = "joining the consumer group"
             self._connected(True)
@@ -138,6 +140,10 @@ class KafkaSource:
         """
         consumer, producer = self._consumer, self._producer
         limit = self.config.request_timeout / 1000
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
         if consumer is not None:
             async with aio.locked(self.lock, limit) as locked:  # a revoke may hold it
                 if locked:
@@ -212,6 +218,12 @@ class KafkaSource:
         elif self.outage is not None:
             self._silence_over()
         return records
+
+    async def _watch_silence(self, stopping: asyncio.Event) -> None:
+        """Check for silence every second beside the loop: a loop blocked in a commit or
+        a fetch waiting for a coordinator must not hide an outage from logs and metrics."""
+        while not await wait_or_stop(stopping, 1.0):
+            self._check_silence()
 
     def _check_silence(self) -> None:
         """Notice a broker outage while running: aiokafka reconnects quietly, but the fetch
