@@ -1,13 +1,15 @@
 """The daemon: config to components, the run loop, and a graceful stop.
 
-One batch at a time: fetch, decode, evaluate, spool alerts and resolutions, dead-letter
-the unusable, mark processed, and commit now and then. Everything a batch produced is
-fsynced into the spool of every output it is routed to before its offsets can be
-committed, and the open episodes are written under state.dir (:mod:`monitor.episodestore`)
-before each commit too, so a crash or a kill at any point loses nothing: each output
-delivers its spool on its own (:mod:`monitor.outputs.delivery`), the next run re-sends
-and resolves the episodes this one left open, and at worst events are read again and
-their alerts sent again with the same ids.
+One batch at a time: fetch, decode, evaluate each partition's events in its own engine
+(:mod:`monitor.engine.partitioned`), spool alerts and resolutions, dead-letter the
+unusable, mark processed, and commit now and then. Everything a batch produced is fsynced
+into the spool of every output it is routed to before its offsets can be committed, and
+each partition's state (windows, suppression, open episodes) is checkpointed with the
+offset it reflects before the offset is committed (:mod:`monitor.checkpoints.keeper`).
+So a crash or a kill at any point loses nothing: each output delivers its spool on its
+own (:mod:`monitor.outputs.delivery`), the next owner of a partition restores its
+checkpoint and reads on from its offset, and events read again give the same alerts with
+the same ids (sent again at worst).
 
 Dependencies (registry, clocks, outputs, streams) are passed in, so a test can build as
 many daemons as it likes in one process; nothing here is global but the signal handlers,
@@ -24,20 +26,23 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
+from monitor.checkpoints.base import CheckpointError, key_of
+from monitor.checkpoints.config import build_store
+from monitor.checkpoints.keeper import Keeper
 from monitor.config import Config
 from monitor.decode import Decoder
-from monitor.engine import Engine, EngineOptions
+from monitor.engine import EngineOptions
 from monitor.engine.alert import Alert
 from monitor.engine.episodes import Resolution
+from monitor.engine.partitioned import Partitioned, split_rules
 from monitor.engine.reload import Plan
-from monitor.episodestore import EpisodeStore
 from monitor.health import DEGRADED, NOT_READY, Condition, Health, Report
 from monitor.http import HttpServer, Limits
 from monitor.httpauth import TokenAuth
@@ -50,16 +55,21 @@ from monitor.pipeline import Pipeline
 from monitor.privacy import Masker
 from monitor.problems import Problem
 from monitor.reload import Reloader
-from monitor.retry import Abandoned, RetryPolicy
+from monitor.retry import Abandoned, Backoff, RetryPolicy, wait_or_stop
 from monitor.rules.errors import RuleLoadError
 from monitor.rules.loader import RuleSet
 from monitor.sources import Source, SourceContext, build_source
+from monitor.sources.aio import quietly as aio_quietly
 from monitor.sources.base import Batch, SourceUnavailable
 from monitor.sources.kafka import KafkaSource
+from monitor.sources.logfile import FileSource
 from monitor.statedir import StateDir, StateDirError
 from monitor.telemetry import Metrics, Telemetry, configure_logging, route_library_logs
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+STORE_CONDITION = "checkpoint store"  # /readyz while the store cannot be reached
 
 
 class Daemon:
@@ -94,9 +104,9 @@ class Daemon:
         self.reloader = Reloader(config.rules, config.state.dir, self.telemetry, wall_clock=wall_clock)
         self.healthy.watch("rules", self.reloader.condition)
         self._reloads: set[asyncio.Task[Any]] = set()  # SIGHUP's, and the watcher
-        self.episode_store = EpisodeStore(config.state.dir, self.telemetry, self.healthy)
         self.ruleset: RuleSet | None = None
-        self.engine: Engine | None = None
+        self.engine: Partitioned | None = None  # one engine per partition held
+        self.keeper: Keeper | None = None
         self.pipeline: Pipeline | None = None
         self.decoder = Decoder(time_field=config.engine.time_field, max_future_skew_ms=config.engine.max_future_skew)
         self.recent: deque[dict[str, Any]] = deque(maxlen=config.http.recent_alerts)
@@ -107,10 +117,13 @@ class Daemon:
     def _source(self) -> Source:
         """``kafka:`` or the one item of ``sources:`` (the config allows exactly one)."""
         c = self.config
+        interval = c.checkpoint.interval / 1000
         if c.kafka is not None:
-            return KafkaSource(c.kafka, self.telemetry, before_commit=self._flush_outputs)
+            return KafkaSource(c.kafka, self.telemetry, before_commit=self._checkpoint, on_assign=self._assigned,
+                               commit_interval=interval)  # fmt: skip
         assert c.sources
-        return build_source(c.sources[0], SourceContext(self.telemetry, c.state.dir, self._flush_outputs))
+        return build_source(c.sources[0], SourceContext(self.telemetry, c.state.dir, self._checkpoint_positions,
+                                                        commit_interval=interval))  # fmt: skip
 
     def _bind_format(self, rs: RuleSet) -> bool:
         """Resolve the source's ``format:`` now that the rules (and their ``inputs:``) are known."""
@@ -206,11 +219,13 @@ class Daemon:
         options = EngineOptions(allowed_lateness_ms=e.allowed_lateness, max_groups_per_rule=e.max_groups_per_rule,
                                 distinct_exact_limit=e.distinct_exact_limit,
                                 template_field=self.masker.field)  # fmt: skip
-        # The episodes the last run left open, before anything is consumed: re-alerts of
-        # their groups join them, and their re-sends and resolutions carry on.
-        self.engine = Engine(rs, options, episodes=self.episode_store.load())
-        self.telemetry.episodes_watched(lambda: len(self.engine.episodes) if self.engine is not None else 0)
-        self.pipeline = Pipeline(self.decoder, self.engine, self.telemetry)
+        engines = self.engine = Partitioned(rs, options)
+        self.telemetry.episodes_watched(engines.episode_count)
+        self.pipeline = Pipeline(self.decoder, engines, self.telemetry)
+        self.keeper = Keeper(build_store(c.checkpoint, c.kafka, c.state.dir), engines, self.telemetry, self.healthy,
+                             key=self._checkpoint_key, on_corrupt=c.checkpoint.on_corrupt,
+                             wall_clock=self.wall_clock)  # fmt: skip
+        self._warn_split(rs)
         try:  # before anything is consumed: a spool that cannot be written is fatal now
             self.delivery.open()
         except SpoolError as exc:
@@ -236,7 +251,7 @@ class Daemon:
         code = EXIT_OK
         try:
             await self.delivery.start()  # each output's drain starts its output on its own
-            if await self.source.start(self.stopping):
+            if await self._start_checkpoints() and await self.source.start(self.stopping):
                 self.telemetry.lifecycle("running")
                 self._watch_rules()
                 await self._loop()
@@ -247,12 +262,76 @@ class Daemon:
             code = EXIT_FAILED
         finally:
             await self._end_reloads()
-            await self.source.stop()
-            self._save_episodes()  # what the last commit did not see (idle resolutions)
+            await self.source.stop()  # its last commit checkpoints first
+            await self.keeper.stop()
             await self.delivery.stop(grace=c.spool.drain_timeout / 1000)
             await http.stop()
+        if self.keeper.fatal is not None:
+            self.log.error("checkpoint_unreadable", error=self.keeper.fatal)
+            code = EXIT_FAILED
         self.telemetry.lifecycle("stopped", events=self.events_total, alerts=self.alerts_total)
         return code
+
+    async def _start_checkpoints(self) -> bool:
+        """The store first (a Kafka store makes its topic), retried while it fails: no
+        partition may be read before its checkpoint can be. A file source is one
+        partition, restored now, before it opens its files."""
+        keeper = self.keeper
+        assert keeper is not None
+        backoff = Backoff(*self.config.retry_backoff)
+        while True:
+            try:
+                await keeper.start()
+                self.healthy.clear(STORE_CONDITION)
+                break
+            except Exception as exc:  # Kafka or OS errors, many kinds: all mean "not yet"
+                await aio_quietly(keeper.stop())
+                said = str(exc) if isinstance(exc, CheckpointError) else repr(exc)
+                self.telemetry.checkpoint_store_unavailable(keeper.store.name, said)
+                self.healthy.set(STORE_CONDITION, NOT_READY, f"checkpoint store ({keeper.store.name}): {said}")
+                if await wait_or_stop(self.stopping, backoff.next()):
+                    return False
+        if isinstance(self.source, FileSource):
+            label = self.source.partition(None)
+            restored = await keeper.restore({label})
+            if label not in restored:  # corrupt, on_corrupt: stop
+                self.stopping.set()
+                return False
+            self.source.restore(restored[label].position)
+        return True
+
+    async def _assigned(self, partitions: set[Any]) -> dict[Any, int | None]:
+        """The Kafka source's assignment: each partition's state kept or restored, and
+        the offset to read it on from; a corrupt one (on_corrupt: stop) stops the daemon."""
+        keeper = self.keeper
+        assert keeper is not None
+        restored = await keeper.restore(partitions)
+        if keeper.fatal is not None:
+            self.request_stop("checkpoint")
+        self.telemetry.rules_swapped(self.engine.states if self.engine is not None else [])
+        return {p: r.offset for p, r in restored.items()}
+
+    def _checkpoint_key(self, partition: Any) -> str:
+        if isinstance(partition, str):  # a file source: its label
+            return f"file-{partition}"
+        return key_of(partition.topic, partition.partition)
+
+    async def _checkpoint(self, partitions: Collection[Any] | None = None, position: Any = None) -> bool:
+        """Before a commit: the spools hold what the committed events raised (submit
+        fsyncs already; this keeps the promise should that ever change), then the
+        partitions' state is checkpointed with the offsets about to be committed."""
+        self.delivery.flush()
+        return await self.keeper.save(partitions, position) if self.keeper is not None else True
+
+    async def _checkpoint_positions(self, positions: Any) -> bool:
+        return await self._checkpoint(None, positions)
+
+    def _warn_split(self, rs: RuleSet) -> None:
+        c = self.config
+        if c.kafka is not None and (split := split_rules(rs, c.kafka.key_field)):
+            self.log.warning("rules_split_over_partitions", rules=split, key_field=c.kafka.key_field,
+                             detail="these rules count per partition: a group's events spread over partitions "
+                                    "are counted apart (README Semantics, State per partition)")  # fmt: skip
 
     async def _loop(self) -> None:
         source = self.source
@@ -290,7 +369,8 @@ class Daemon:
         async with self.source.lock:
             now_ms = int(self.wall_clock() * 1000)
             self._spool([], engine.resolve_idle(now_ms), now_ms)
-            self._save_episodes()  # spooled first: a crash between the two resolves twice, never not
+            # spooled first: a crash between the two resolves twice, never not
+            await self._checkpoint(self.source.held())
 
     def _rule_timezone(self, rule_id: str) -> str | None:
         """The time zone of the rule's schedule, for outputs that show the window in it."""
@@ -313,10 +393,13 @@ class Daemon:
         source, fmt = self.source, self.input_format
         t0 = time.perf_counter()
         now_ms = int(self.wall_clock() * 1000)
-        good_all: list[tuple[dict[str, Any], int]] = []
+        streams: dict[Any, list[tuple[dict[str, Any], int]]] = {}  # partition -> its events
+        offsets: dict[Any, int] = {}
         dead: list[tuple[Any, str]] = []
-        spans: dict[Any, tuple[int, int]] = {}  # partition -> (oldest, newest) event time
+        newest: int | None = None
         for tp, recs in records.items():
+            part = source.partition(tp)
+            offsets[part] = source.offset_after(tp, recs)
             raws = [r.value if r.value is not None else b"" for r in recs]
             # Empty values and tombstones are bad input like any other (the decoder skips
             # blank lines, which in a file are nothing): counted and dead-lettered.
@@ -332,18 +415,23 @@ class Daemon:
                 recs, raws, where = self._mapped(fmt, recs, raws, where, dead)
             good, bad = pipeline.decode(raws, where.__getitem__, reference_ms=now_ms, provenance=where)
             if good:
-                times = [ts for _, ts in good]
-                spans[tp] = (min(times), max(times))
-                good_all.extend(good)
+                source.check_keys(recs, where, good)
+                hi = max(ts for _, ts in good)
+                newest = hi if newest is None else max(newest, hi)
+                streams.setdefault(part, []).extend(good)
             dead.extend((recs[i], reason) for i, reason in bad)
-        clock = self.source.clock({tp: lo for tp, (lo, _) in spans.items()})
-        newest = max((hi for _, hi in spans.values()), default=None)
-        alerts = pipeline.evaluate(good_all, clock=clock, started=t0, newest_ms=newest, now_ms=now_ms)
-        for tp, (_, hi) in spans.items():
-            self.source.observe(tp, hi)
-        self._spool(alerts, self.engine.resolutions() if self.engine is not None else [], now_ms)
-        await self.source.dead_letter(dead)
-        self.source.processed(records)
+        engines = self.engine
+        assert engines is not None
+        alerts = pipeline.evaluate_streams(streams, offsets, started=t0, newest_ms=newest, now_ms=now_ms)
+        self._spool(alerts, engines.resolutions(), now_ms)
+        try:
+            await source.dead_letter(dead)
+        except Abandoned:
+            # Not processed, so never committed: its state must not be checkpointed either
+            # (it holds the batch); the next owner restores the last checkpoint instead.
+            engines.drop(offsets)
+            raise
+        source.processed(records)
 
     def _mapped(self, fmt: Format, recs: list[Any], raws: list[bytes], where: list[str],
                 dead: list[tuple[Any, str]]) -> tuple[list[Any], list[bytes], list[str]]:  # fmt: skip
@@ -426,16 +514,6 @@ class Daemon:
             self.ruleset = rs
             self._bind(fmt)
             self.telemetry.rules_swapped(engine.states)
+            self._warn_split(rs)
             self._spool([], engine.resolutions(), int(self.wall_clock() * 1000))
         return changes
-
-    async def _flush_outputs(self) -> None:
-        """Before a commit: the spools hold what the committed events raised (submit
-        fsyncs already; this keeps the promise should that ever change), and the file of
-        open episodes what they opened or extended."""
-        self.delivery.flush()
-        self._save_episodes()
-
-    def _save_episodes(self) -> None:
-        if self.engine is not None:
-            self.episode_store.save(self.engine.episodes)

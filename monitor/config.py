@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from monitor import configload, defaults
+from monitor.checkpoints.config import CheckpointConfig as CheckpointConfig
 from monitor.configload import ENV_PREFIX as ENV_PREFIX
 from monitor.configload import ConfigError as ConfigError
 from monitor.configtypes import ByteSize, Duration, KeyProblem, Model, PositiveInt, RelPath
@@ -127,6 +128,7 @@ class Config(Model):
     state: StateConfig = StateConfig()
     spool: SpoolConfig = SpoolConfig()
     engine: EngineConfig = EngineConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
     outputs: list[OutputConfig] = Field(default_factory=lambda: [StdoutOutputConfig(type="stdout")])  # type: ignore[arg-type]
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
@@ -147,6 +149,9 @@ class Config(Model):
                 if isinstance(o, KafkaOutputConfig):
                     raise KeyProblem(("outputs", i), "a kafka output takes its brokers and security settings "
                                                      "from the kafka: section, which a file source has not")  # fmt: skip
+        if self.kafka is None and self.checkpoint.store == "kafka":
+            raise KeyProblem(("checkpoint", "store"), "store: kafka keeps checkpoints on the kafka: section's "
+                                                      "cluster, which a file source has not: use directory")  # fmt: skip
         return self
 
     @property

@@ -157,6 +157,13 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], bool]:
     return tuple(path), True
 
 
+# Keys an earlier release had, with what replaced them: said instead of a did-you-mean.
+RETIRED = {
+    "commit_interval": ": replaced by checkpoint.interval (offsets and positions are committed right after "
+    "each checkpoint of the state they reflect)",
+}
+
+
 def _describe(err: Any, doc: Doc, data: Any, name: str, env: dict[tuple[Any, ...], str], models: Models) -> Problem:
     """The problem, ``FILE:LINE:COL: key.path: message`` with a code, for one pydantic error."""
     loc = tuple(err["loc"])
@@ -168,7 +175,7 @@ def _describe(err: Any, doc: Doc, data: Any, name: str, env: dict[tuple[Any, ...
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
         key = str(path[-1])
-        message = f"unknown key {key!r}" + did_you_mean(key, _known_keys(path[:-1], data, models))
+        message = f"unknown key {key!r}" + (RETIRED.get(key) or did_you_mean(key, _known_keys(path[:-1], data, models)))
         where_path = path[:-1]
     elif kind == "missing":
         message = f"missing required key {str(loc[-1])!r}"

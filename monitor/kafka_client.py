@@ -108,7 +108,9 @@ class KafkaConfig(Model):
     max_poll_interval: Duration = 300_000
     request_timeout: Duration = 30_000
     metadata_max_age: Duration = 10_000
-    commit_interval: Duration = 1000
+    # The field producers key records by: rules grouped by it see each group whole in one
+    # partition (monitor.engine.partitioned); records keyed otherwise are counted.
+    key_field: str = "actor.id"
     retry_backoff: Duration = 500
     retry_backoff_max: Duration = 30_000
 

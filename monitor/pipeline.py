@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from monitor.decode import Decoder, sample
 from monitor.engine import Alert, Engine
+from monitor.engine.partitioned import Partitioned
 from monitor.event import Event
 from monitor.inputs.reader import MappedBatch
 from monitor.sources.files import Batch
@@ -46,7 +47,7 @@ class Pipeline:
     themselves (the daemon). ``counts`` may be a richer subclass the caller reports from.
     """
 
-    def __init__(self, decoder: Decoder, engine: Engine, telemetry: Telemetry, *,
+    def __init__(self, decoder: Decoder, engine: Engine | Partitioned, telemetry: Telemetry, *,
                  emit: Callable[[Alert], None] | None = None, counts: Counts | None = None) -> None:  # fmt: skip
         self.decoder = decoder
         self.engine = engine
@@ -90,7 +91,19 @@ class Pipeline:
         """The engine over decoded events; ``started`` is when the batch's work began
         (default: now), for the batch-duration metric."""
         t0 = time.perf_counter() if started is None else started
-        alerts = self.engine.process(good, clock=clock)
+        engine = self.engine
+        assert isinstance(engine, Engine)
+        return self._done(engine.process(good, clock=clock), t0, newest_ms, now_ms)
+
+    def evaluate_streams(self, streams: Mapping[Hashable, list[tuple[Event, int]]], offsets: Mapping[Hashable, int], *,
+                         started: float, newest_ms: int | None, now_ms: int | None) -> list[Alert]:  # fmt: skip
+        """The daemon's: each partition's events through its own engine (``offsets``: where
+        each partition's reading goes on after the batch)."""
+        engine = self.engine
+        assert isinstance(engine, Partitioned)
+        return self._done(engine.process(streams, offsets), started, newest_ms, now_ms)
+
+    def _done(self, alerts: list[Alert], t0: float, newest_ms: int | None, now_ms: int | None) -> list[Alert]:
         if alerts:
             counted = self.counts.alerts
             emit = self.emit

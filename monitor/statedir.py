@@ -1,7 +1,7 @@
 """The daemon's state directory (``state.dir``) and the lock that makes it one daemon's.
 
-Output spools, the open episodes (:mod:`monitor.episodestore`), a file source's
-positions and, later, checkpoints live there, and two daemons writing the same spool
+Output spools, a file source's positions and (with ``checkpoint.store: directory``) the
+checkpoints live there, and two daemons writing the same spool
 would deliver each other's alerts twice or truncate each other's files. So the daemon
 takes an exclusive ``flock`` on ``lock`` in the directory for as long as it runs; a second
 daemon on the same directory refuses to start and names the one that holds it.

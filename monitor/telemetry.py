@@ -29,7 +29,7 @@ PREFIX = "exfil_monitor_"
 # Why the HTTP server closed a connection itself (monitor.http).
 HTTP_REFUSALS = ("max_connections", "header_timeout", "descriptors")
 # The files under state.dir that the daemon reads back at start (the `file` label).
-STATE_FILES = ("episodes",)
+RESTORE_OUTCOMES = ("restored", "fell_back", "corrupt", "none")
 Logger = Any  # structlog's BoundLogger is a protocol in practice
 Processor = Callable[[Any, str, dict[str, Any]], dict[str, Any]]  # a structlog processor
 
@@ -147,13 +147,24 @@ class Metrics:
             f"{p}consumption_paused", "1 while consumption waits for a full spool to drain.", registry=r
         )
         self.episodes_open = Gauge(f"{p}episodes_open", "Open episodes (alerts not yet resolved).", registry=r)
-        self.state_unreadable = Counter(
-            f"{p}state_unreadable", "State files under state.dir found unreadable at start (set aside, "
-            "started without), by file.", ["file"], registry=r,
+        self.checkpoints = Counter(
+            f"{p}checkpoints", "Checkpoint writes of partition state (monitor.checkpoints), by outcome.", ["outcome"],
+            registry=r,
         )  # fmt: skip
-        self.state_write_failures = Counter(
-            f"{p}state_write_failures", "Failed writes of a state file under state.dir, by file.", ["file"], registry=r
-        )
+        self.checkpoint_bytes = Counter(f"{p}checkpoint_bytes", "Bytes of checkpoints written.", registry=r)
+        self.checkpoint_seconds = Histogram(
+            f"{p}checkpoint_seconds", "Time to snapshot and write the checkpoints of one commit.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r,
+        )  # fmt: skip
+        self.checkpoint_restores = Counter(
+            f"{p}checkpoint_restores", "Partitions taken over, by what their checkpoint gave: restored, fell_back "
+            "(the newest was unreadable, the previous used), corrupt (none readable), none (never written).",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        self.key_mismatches = Counter(
+            f"{p}key_mismatches", "Kafka records whose key is not their kafka.key_field value (their groups are "
+            "split over partitions).", registry=r,
+        )  # fmt: skip
         self.http_refused = Counter(
             f"{p}http_refused", "HTTP connections closed by the server's bounds, by reason.", ["reason"], registry=r
         )
@@ -174,9 +185,10 @@ class Metrics:
             self.commits.labels(outcome=outcome)
         for reason in HTTP_REFUSALS:
             self.http_refused.labels(reason=reason)
-        for file in STATE_FILES:
-            self.state_unreadable.labels(file=file)
-            self.state_write_failures.labels(file=file)
+        for outcome in ("saved", "failed"):
+            self.checkpoints.labels(outcome=outcome)
+        for outcome in RESTORE_OUTCOMES:
+            self.checkpoint_restores.labels(outcome=outcome)
 
 
 def _orjson(obj: Any, **kw: Any) -> bytes:
@@ -414,23 +426,57 @@ class Telemetry:
         """The open-episodes gauge reads the table when scraped."""
         self.metrics.episodes_open.set_function(count)
 
-    def episodes_restored(self, path: str, n: int) -> None:
-        self.log.info("episodes_restored", path=path, episodes=n)
+    def checkpoint_saved(self, partitions: int, size: int, seconds: float) -> None:
+        m = self.metrics
+        m.checkpoints.labels(outcome="saved").inc()
+        m.checkpoint_bytes.inc(size)
+        m.checkpoint_seconds.observe(seconds)
+        self.log.debug("checkpoint_saved", partitions=partitions, bytes=size, seconds=round(seconds, 4))
 
-    def state_unreadable(self, file: str, path: str, error: str, kept: str | None) -> None:
-        """A state file that cannot be used: the daemon starts without what it held."""
-        self.metrics.state_unreadable.labels(file=file).inc()
-        self.log.error("state_unreadable", file=file, path=path, error=error, kept=kept,
-                       detail=f"started without it (no {file} of the last run); the file is kept "
-                              "for inspection and the next write replaces it")  # fmt: skip
-
-    def state_write_failed(self, file: str, path: str, error: str) -> None:
-        self.metrics.state_write_failures.labels(file=file).inc()
-        ok, suppressed = self.limiter.allow(f"state:{file}")
+    def checkpoint_failed(self, store: str, error: str) -> None:
+        self.metrics.checkpoints.labels(outcome="failed").inc()
+        ok, suppressed = self.limiter.allow("checkpoint")
         if ok:
-            self.log.error("state_write_failed", file=file, path=path, error=error, suppressed=suppressed,
-                           detail="retried at the next change; a restart now would start from the last "
-                                  "file written")  # fmt: skip
+            self.log.error("checkpoint_failed", store=store, error=error, suppressed=suppressed,
+                           detail="offsets are not committed without their checkpoint; retried at the next "
+                                  "interval, and a restart now reads again from the last checkpoint")  # fmt: skip
+
+    def checkpoint_store_unavailable(self, store: str, error: str) -> None:
+        self.metrics.source_errors.labels(kind="checkpoint_store").inc()
+        ok, suppressed = self.limiter.allow("checkpoint_store")
+        if ok:
+            self.log.error("checkpoint_store_unavailable", store=store, error=error, suppressed=suppressed,
+                           detail="no partition is read before its checkpoint can be; retrying")  # fmt: skip
+
+    def checkpoint_restored(self, key: str, outcome: str, offset: int | None = None, *, size: int = 0,
+                            error: str | None = None, misfits: Sequence[str] = (), action: str | None = None) -> None:  # fmt: skip
+        """A partition taken over: what its checkpoint gave (``outcome`` is one of
+        :data:`RESTORE_OUTCOMES`), said at the level it deserves."""
+        self.metrics.checkpoint_restores.labels(outcome=outcome).inc()
+        fields: dict[str, Any] = {"partition": key, "offset": offset}
+        if misfits:
+            fields["rules_started_empty"] = list(misfits)
+        if outcome == "restored":
+            self.log.info("checkpoint_restored", bytes=size, **fields)
+        elif outcome == "none":
+            self.log.info("checkpoint_none", detail="no checkpoint yet: starting empty from the committed offset",
+                          **fields)  # fmt: skip
+        elif outcome == "fell_back":
+            self.log.warning("checkpoint_fell_back", error=error, bytes=size,
+                             detail="the newest checkpoint was unreadable; the previous one is restored and "
+                                    "its events are read again", **fields)  # fmt: skip
+        else:
+            self.log.error("checkpoint_corrupt", error=error, action=action, **fields)
+
+    def key_mismatch(self, n: int, where: str, key: str | None, expected: str | None, key_field: str) -> None:
+        self.metrics.key_mismatches.inc(n)
+        ok, suppressed = self.limiter.allow("key_mismatch")
+        if ok:
+            self.log.warning("key_mismatch", records=n, example=where, key=key, key_field=key_field,
+                             field_value=expected, suppressed=suppressed,
+                             detail="the producer keys records by something other than kafka.key_field: groups "
+                                    "of one value are split over partitions, and rules grouped by it miss "
+                                    "events")  # fmt: skip
 
     def consumption_paused(self, outputs: Sequence[str]) -> None:
         self.metrics.consumption_paused.set(1)
@@ -534,10 +580,15 @@ class Telemetry:
         m.batch_seconds.observe(seconds)
         if newest_event_ms is not None and now_ms is not None:
             m.event_time_lag.observe(max(0.0, (now_ms - newest_event_ms) / 1000))
+        # One rule has a state in every partition's engine: counters add up on their own,
+        # the groups gauge is summed per rule. States of partitions given away are pruned.
+        synced_now: dict[int, tuple[Any, list[Any], list[int]]] = {}
+        groups: dict[str, tuple[Any, int]] = {}
         for state in engine.states:
             synced = self._synced.get(id(state))
             if synced is None or synced[0] is not state:
-                synced = self._synced[id(state)] = self._children(state)
+                synced = self._children(state)
+            synced_now[id(state)] = synced
             _, children, last = synced
             values = (
                 state.matches, state.late, state.evictions, state.approximations, state.mismatch.value,
@@ -547,7 +598,11 @@ class Telemetry:
                 if value > last[i]:
                     children[i].inc(value - last[i])
                     last[i] = value
-            children[6].set(len(state.groups))
+            held = groups.get(state.id)
+            groups[state.id] = (children[6], len(state.groups) + (held[1] if held else 0))
+        self._synced = synced_now
+        for gauge, n in groups.values():
+            gauge.set(n)
 
     def _children(self, state: Any) -> tuple[Any, list[Any], list[int]]:
         """The rule's labelled metrics, looked up once: ``labels()`` costs more than the

@@ -252,7 +252,8 @@ def test_secrets_are_not_in_repr_dumps_or_errors(tmp_path: Path) -> None:
 
 
 async def test_secrets_are_not_logged(tmp_path: Path) -> None:
-    """A daemon that cannot reach its broker logs the error, never the password."""
+    """A daemon that cannot reach its broker logs the error, never the password (the
+    checkpoint store is the first to try the broker)."""
     secret = "correct-horse-battery-staple"
     path = write(tmp_path, SASL.replace("127.0.0.1:9092", "127.0.0.1:1"))
     (tmp_path / "rules").mkdir()
@@ -265,13 +266,13 @@ async def test_secrets_are_not_logged(tmp_path: Path) -> None:
     daemon = Daemon(c, registry=CollectorRegistry(), stdout=out, stderr=err)
     task = asyncio.create_task(daemon.run())
     for _ in range(100):
-        if "source_error" in err.getvalue():
+        if "checkpoint_store_unavailable" in err.getvalue():
             break
         await asyncio.sleep(0.05)
     daemon.request_stop()
     assert await asyncio.wait_for(task, 10) == 0
     logged = err.getvalue()
-    assert "broker unreachable" in logged
+    assert '"error":"broker unreachable: ' in logged
     assert secret not in logged
 
 
@@ -324,3 +325,29 @@ def test_unreadable_and_environment_problems_have_codes(tmp_path: Path) -> None:
         ("E-BAD-ENV", "$EXFIL_MONITOR_KAFKA__: malformed name (levels are joined by a double underscore)"),
         ("E-UNKNOWN-KEY", "$EXFIL_MONITOR_KAFKA__GRUOP_ID: kafka: unknown key 'gruop_id' (did you mean 'group_id'?)"),
     ]
+
+
+def test_checkpoints_default_to_a_compacted_topic_named_after_the_group(tmp_path: Path) -> None:
+    c = load_config(write(tmp_path, MINIMAL), {})
+    assert c.kafka is not None
+    assert c.checkpoint.store_kind(c.kafka) == "kafka"
+    assert c.checkpoint.topic_for(c.kafka) == "exfil-monitor.checkpoints"
+    assert (c.checkpoint.interval, c.checkpoint.on_corrupt) == (10_000, "stop")
+    assert c.kafka.key_field == "actor.id"
+    mine = load_config(write(tmp_path, MINIMAL + "checkpoint: {store: directory, interval: 2s, on_corrupt: start_empty}\n"), {})
+    assert mine.checkpoint.store_kind(mine.kafka) == "directory" and mine.checkpoint.interval == 2_000
+
+
+def test_checkpoint_problems_say_what_and_where(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, MINIMAL + "checkpoint:\n  intervall: 1s\n  on_corrupt: ignore\n  interval: 0s\n"))
+    assert any(":7:3:" in p and "intervall" in p for p in found), found
+    assert any(":8:" in p and "on_corrupt" in p for p in found), found
+    assert any(":9:" in p and "interval" in p for p in found), found
+    files = "sources:\n  - {type: file, path: '/var/log/*.csv'}\nrules:\n  path: rules\ncheckpoint: {store: kafka}\n"
+    [problem] = problems(write(tmp_path, files))
+    assert "checkpoint" in problem and "store: kafka" in problem
+
+
+def test_a_retired_commit_interval_names_its_replacement(tmp_path: Path) -> None:
+    [problem] = problems(write(tmp_path, MINIMAL.replace("topics: [events]", "topics: [events]\n  commit_interval: 1s")))
+    assert ":4:3:" in problem and "replaced by checkpoint.interval" in problem

@@ -20,10 +20,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from prometheus_client import CollectorRegistry
 
 from monitor.app import EXIT_OK, Daemon
+from monitor.checkpoints.base import key_of
+from monitor.checkpoints.directory import DirectoryStore
+from monitor.checkpoints.keeper import Keeper
 from monitor.config import ConfigError, load_config
 from monitor.engine import Engine
 from monitor.engine.alert import Alert
-from monitor.health import READY, Report
+from monitor.engine.partitioned import Partitioned
+from monitor.health import READY, Health, Report
 from monitor.http import HttpServer
 from monitor.outputs import Delivery, Output
 from monitor.outputs.base import Record
@@ -31,7 +35,7 @@ from monitor.outputs.spool import Spool
 from monitor.outputs.stdout import StdoutOutput
 from monitor.retry import RetryPolicy
 from monitor.rules.loader import load_rules
-from monitor.sources.kafka import KafkaSource
+from monitor.sources.assignor import StickyAssignor
 from monitor.telemetry import Metrics, Telemetry, configure_logging
 
 TopicFactory = Callable[..., str]
@@ -93,11 +97,12 @@ def write_config(tmp_path: Path, kafka: dict[str, Any], rules: Path, outputs: li
                  **extra: Any) -> Path:  # fmt: skip
     base = {
         "group_id": f"review-{uuid.uuid4().hex[:8]}", "auto_offset_reset": "earliest", "poll_timeout": "200ms",
-        "commit_interval": "200ms", "retry_backoff": "200ms", "retry_backoff_max": "1s",
+        "retry_backoff": "200ms", "retry_backoff_max": "1s",
         "session_timeout": "6s", "heartbeat_interval": "500ms", "request_timeout": "5s",
     }  # fmt: skip
     config = {"kafka": {**base, **kafka}, "rules": {"path": str(rules)}, "state": {"dir": str(tmp_path / "state")},
-              "outputs": outputs or [{"type": "stdout"}], "http": {"listen": "127.0.0.1:0"}, **extra}  # fmt: skip
+              "outputs": outputs or [{"type": "stdout"}], "http": {"listen": "127.0.0.1:0"},
+              "checkpoint": {"interval": "200ms"}, **extra}  # fmt: skip
     path = tmp_path / "monitor.yaml"
     path.write_bytes(orjson.dumps(config))  # JSON is YAML
     return path
@@ -142,34 +147,38 @@ async def test_forgetting_clock_still_waits_for_a_slow_partition_after_a_rebalan
     tmp_path: Path, rebalance: bool
 ) -> None:
     """aiokafka rebalances eagerly: every rebalance revokes *all* partitions, even those
-    given straight back. ``_revoked`` drops their newest event times, so the next batch's
-    clock is the fast partition's time alone, the engine sweeps the slow partition's groups
-    (still in memory, still being fed) and an alert is missed."""
-    config = load_config(write_config(tmp_path, {"bootstrap_servers": "127.0.0.1:1", "topics": ["t"]},
-                                      rules_dir(tmp_path, COUNT_RULE)), {})  # fmt: skip
-    source = KafkaSource(config.kafka, telemetry())
-    engine = Engine(load_rules(config.rules.path))
+    given straight back. Each partition forgets by its own clock, and a partition handed
+    back keeps its engine, so a fast partition two hours ahead never sweeps the slow
+    partition's groups (still in memory, still being fed) and no alert is missed."""
+    engines = Partitioned(load_rules(rules_dir(tmp_path, COUNT_RULE)))
+    keeper = Keeper(DirectoryStore(tmp_path / "checkpoints"), engines, telemetry(), Health(),
+                    key=lambda tp: key_of(tp.topic, tp.partition))  # fmt: skip
+    await keeper.start()
     fast, slow = TopicPartition("t", 0), TopicPartition("t", 1)
     t0 = int(time.time() * 1000) - 3 * HOUR
-    source._assigned({fast, slow})
+    offsets = {fast: 0, slow: 0}
+    await keeper.restore({fast, slow})
 
     def batch(parts: dict[TopicPartition, list[dict[str, Any]]]) -> list[Alert]:
-        clock = source.clock({tp: min(e["ts"] for e in evs) for tp, evs in parts.items()})
-        alerts = engine.process([(e, e["ts"]) for evs in parts.values() for e in evs], clock=clock)
         for tp, evs in parts.items():
-            source.observe(tp, max(e["ts"] for e in evs))
-        return alerts
+            offsets[tp] += len(evs)
+        return engines.process({tp: [(e, e["ts"]) for e in evs] for tp, evs in parts.items()},
+                               {tp: offsets[tp] for tp in parts})  # fmt: skip
 
     # The slow partition is two hours behind the fast one; "s" has 2 of its 3 reads.
     assert not batch(
         {slow: [event(1, t0, "s"), event(2, t0 + 1000, "s")], fast: [event(3, t0 + 2 * HOUR, "f")]}
     )
     if rebalance:  # e.g. another instance joined and left; we keep both partitions
-        await source._revoked({fast, slow})
-        source._assigned({fast, slow})
+        assert await keeper.save()
+        kept = {tp: slot.engine for tp, slot in engines}
+        restored = await keeper.restore({fast, slow})
+        assert {tp: r.offset for tp, r in restored.items()} == {fast: 1, slow: 2}
+        assert {tp: slot.engine for tp, slot in engines} == kept, "handed straight back: kept in memory"
     assert not batch({fast: [event(4, t0 + 2 * HOUR + 1000, "f")]})
     alerts = batch({slow: [event(5, t0 + 2000, "s")]})
     assert [a.group for a in alerts] == [{"actor.id": "s"}], "the third read of 's' must alert"
+    await keeper.stop()
 
 
 def test_no_metric_label_carries_an_actor_customer_table_or_address(tmp_path: Path) -> None:
@@ -368,7 +377,8 @@ async def test_sigterm_during_a_slow_rebalance_stops_promptly(
             assigned.set()
 
     other = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False,
-                             max_poll_interval_ms=90_000, session_timeout_ms=45_000, heartbeat_interval_ms=1000)  # fmt: skip
+                             max_poll_interval_ms=90_000, session_timeout_ms=45_000, heartbeat_interval_ms=1000,
+                             partition_assignment_strategy=(StickyAssignor(),))  # the daemon's group protocol  # fmt: skip
     await other.start()
     other.subscribe([topic], listener=SlowMember())
     run: _Running | None = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -33,10 +33,13 @@ class Checkpoint:
     offset: int  # the first record the state has not seen
     state: bytes  # monitor.engine.snapshot.encode
     written_at_ms: int
+    position: Any = None  # a file source's follow positions (plain data): its "offset"
 
     def to_bytes(self) -> bytes:
         header = {"v": VERSION, "offset": self.offset, "written_at": self.written_at_ms,
                   "sha256": hashlib.sha256(self.state).hexdigest()}  # fmt: skip
+        if self.position is not None:
+            header["position"] = self.position
         return orjson.dumps(header) + b"\n" + self.state
 
     @classmethod
@@ -55,7 +58,7 @@ class Checkpoint:
             raise ValueError(f"bad offset {offset!r}")
         if hashlib.sha256(state).hexdigest() != digest:
             raise ValueError("checksum mismatch: torn or corrupted")
-        return cls(offset, state, written)
+        return cls(offset, state, written, h.get("position"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class Loaded:
 
     checkpoint: Checkpoint | None
     fell_back: str | None = None
+    error: str | None = None  # set (checkpoint None) when no checkpoint of the key is readable
 
 
 class Store(Protocol):
@@ -75,8 +79,9 @@ class Store(Protocol):
     async def start(self) -> None: ...
 
     async def load(self, keys: list[str]) -> dict[str, Loaded]:
-        """Each key's newest good checkpoint; raises :class:`CheckpointError` for a key
-        whose checkpoints are all unreadable."""
+        """Each key's newest good checkpoint; a key whose checkpoints are all unreadable
+        has :attr:`Loaded.error`. Raises :class:`CheckpointError` when the store itself
+        cannot be read (nothing is known of any key then)."""
         ...
 
     async def save(self, checkpoints: Mapping[str, Checkpoint]) -> int:

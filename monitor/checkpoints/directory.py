@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from monitor.checkpoints.base import Checkpoint, CheckpointError, Loaded
+from monitor.checkpoints.base import Checkpoint, Loaded
 
 
 class DirectoryStore:
@@ -57,7 +57,7 @@ class DirectoryStore:
                 continue
             return Loaded(cp, "; ".join(problems) or None)
         if problems:
-            raise CheckpointError(f"no readable checkpoint for {key}: " + "; ".join(problems))
+            return Loaded(None, error=f"no readable checkpoint for {key}: " + "; ".join(problems))
         return Loaded(None)
 
     def _save(self, checkpoints: dict[str, Checkpoint]) -> int:

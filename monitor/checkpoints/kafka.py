@@ -25,10 +25,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from monitor.checkpoints.base import Checkpoint, CheckpointError, Loaded
-from monitor.kafka_client import KafkaConfig
+from monitor.kafka_client import KafkaConfig, explain
 
 CHUNK_BYTES = 512 * 1024  # well under Kafka's default message.max.bytes (1 MiB)
 TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"}
@@ -39,6 +40,8 @@ class KafkaStore:
 
     def __init__(self, config: KafkaConfig, topic: str, *, replication_factor: int = -1,
                  chunk_bytes: int = CHUNK_BYTES) -> None:  # fmt: skip
+        """``replication_factor`` of the topic when this store creates it; -1: the number of
+        brokers, at most 3."""
         self.config = config
         self.topic = topic
         self.replication_factor = replication_factor
@@ -47,10 +50,18 @@ class KafkaStore:
         self._manifests: dict[str, dict[str, Any]] = {}  # what this instance last wrote or read
 
     async def start(self) -> None:
-        await self._ensure_topic()
-        producer = AIOKafkaProducer(**self.config.client_options(), acks="all", enable_idempotence=True,
-                                    max_request_size=self.chunk_bytes + 65536)  # fmt: skip
-        await producer.start()
+        """Raises :class:`CheckpointError` saying what is wrong (the broker unreachable, a
+        refused login, a topic that is not compacted), for the daemon to log and retry."""
+        options = self.config.client_options()
+        try:
+            await self._ensure_topic()
+            producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=True,
+                                        max_request_size=self.chunk_bytes + 65536)  # fmt: skip
+            await producer.start()
+        except CheckpointError:
+            raise
+        except Exception as exc:  # aiokafka's many error kinds: said as the source says them
+            raise CheckpointError(await explain(exc, options)) from exc
         self._producer = producer
 
     async def stop(self) -> None:
@@ -63,8 +74,12 @@ class KafkaStore:
         await admin.start()
         try:
             if self.topic in await admin.list_topics():
+                await self._check_compacted(admin)
                 return
-            topic = NewTopic(self.topic, 1, self.replication_factor, topic_configs=TOPIC_CONFIG)
+            replicas = self.replication_factor
+            if replicas == -1:  # as many as the cluster has, up to 3: losing a broker loses no state
+                replicas = min(3, len((await admin.describe_cluster()).get("brokers", [])) or 1)
+            topic = NewTopic(self.topic, 1, replicas, topic_configs=TOPIC_CONFIG)
             response = await admin.create_topics([topic])
             for _, code, *rest in getattr(response, "topic_errors", []):
                 # 36: another instance made it first
@@ -73,6 +88,16 @@ class KafkaStore:
                     raise CheckpointError(f"cannot create the checkpoint topic {self.topic}: {message}")
         finally:
             await admin.close()
+
+    async def _check_compacted(self, admin: AIOKafkaAdminClient) -> None:
+        """A topic made by hand with ``cleanup.policy=delete`` loses every checkpoint older
+        than its retention, silently: refuse it at start instead."""
+        [described] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, self.topic)])
+        configs = {name: value for name, value, *_ in described.resources[0][4]}
+        policy = configs.get("cleanup.policy") or ""
+        if "compact" not in policy.split(","):
+            raise CheckpointError(f"the checkpoint topic {self.topic} has cleanup.policy={policy or '?'}: it must be "
+                                  "compact, or old checkpoints are deleted (alter it, or set checkpoint.topic)")  # fmt: skip
 
     async def _partitions(self) -> list[int]:
         """The topic's partitions as the broker says now (a consumer's cached metadata may
@@ -125,7 +150,10 @@ class KafkaStore:
             if raw is None:
                 out[key] = Loaded(None)
                 continue
-            out[key] = self._assemble(key, raw, records)
+            try:
+                out[key] = self._assemble(key, raw, records)
+            except CheckpointError as exc:
+                out[key] = Loaded(None, error=str(exc))
         return out
 
     def _assemble(self, key: str, raw: bytes, records: dict[bytes, bytes]) -> Loaded:

@@ -55,18 +55,16 @@ def _in_rule_order(fires: list[tuple[int, Fire, Event]]) -> list[tuple[int, Fire
 
 
 class Engine:
-    def __init__(self, ruleset: RuleSet, options: EngineOptions | None = None, *, generated: bool = True,
-                 episodes: Iterable[Episode] = ()) -> None:  # fmt: skip
-        """``episodes``: the open episodes an earlier run left (the daemon's, from disk),
-        which this engine carries on: re-alerts of their groups join them, and they
-        resolve as if the run had not stopped."""
+    def __init__(self, ruleset: RuleSet, options: EngineOptions | None = None, *, generated: bool = True) -> None:
+        """A restarted daemon's state comes back through :mod:`monitor.engine.snapshot`,
+        open episodes included."""
         self.ruleset = ruleset
         self.options = options or EngineOptions()
         self.newest: int | None = None  # newest event time seen overall
         self.clock: int | None = None  # the forgetting clock of the last batch
         self._last_sweep: int | None = None
         self._generated = generated
-        self.episodes = Episodes(self.options.allowed_lateness_ms, episodes)
+        self.episodes = Episodes(self.options.allowed_lateness_ms)
         rules = list(ruleset.enabled)
         self.states: list[RuleState] = [self._state(r) for r in rules]
         self._dispatch = self._loop(rules)

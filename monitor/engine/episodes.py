@@ -20,15 +20,14 @@ its content.
 
 This table is apart from the window state on purpose: evicting a group (the group cap)
 forgets its buckets and fires, never its episode, so a returning group's re-alert joins
-the incident that is still open. For the same reason it outlives the process: the daemon
-hands the open episodes of its last run in (``Episodes(..., restored)``), and keeps them
-on disk whenever :attr:`Episodes.revision` moved (:mod:`monitor.engine.codec` makes them
-plain data; the daemon's :mod:`monitor.episodestore` writes them).
+the incident that is still open. For the same reason it outlives the process: it is part
+of each partition's checkpoint (:mod:`monitor.engine.snapshot`), written again whenever
+:attr:`Episodes.revision` moved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,19 +82,18 @@ class Resolution:
         return out
 
 
-def _order(r: Resolution) -> tuple[int, str, int, str]:
+def resolution_order(r: Resolution) -> tuple[int, str, int, str]:
     return (r.resolved_at_ms, r.rule, r.start_ms, r.alert.id)
 
 
 class Episodes:
     """The open episodes of every rule, and the resolutions final since the last take."""
 
-    def __init__(self, allowed_lateness_ms: int, restored: Iterable[Episode] = ()) -> None:
+    def __init__(self, allowed_lateness_ms: int) -> None:
         self.lateness = allowed_lateness_ms
-        self._open: dict[tuple[str, Hashable], Episode] = {(ep.rule, ep.key): ep for ep in restored}
+        self._open: dict[tuple[str, Hashable], Episode] = {}  # a snapshot restores into it
         self._final: list[Resolution] = []
-        # no open episode resolves before this (a lower bound)
-        self._due = min((ep.resolved_at_ms for ep in self._open.values()), default=_NONE_DUE)
+        self._due = _NONE_DUE  # no open episode resolves before this (a lower bound)
         # Moves whenever what :meth:`open` returns changes (an episode opened, extended or
         # ended), so the daemon writes the table only when there is something new.
         self.revision = 0
@@ -173,7 +171,7 @@ class Episodes:
     def take(self) -> list[Resolution]:
         """The resolutions final since the last take, by resolved_at (then rule, start)."""
         out, self._final = self._final, []
-        out.sort(key=_order)
+        out.sort(key=resolution_order)
         return out
 
     def resolve_idle(self, wall_ms: int) -> list[Resolution]:

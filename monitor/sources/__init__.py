@@ -27,13 +27,15 @@ class SourceContext:
 
     telemetry: Telemetry
     state_dir: Path
-    before_commit: Callable[[], Awaitable[None]] | None = None
+    before_commit: Callable[[Any], Awaitable[bool]] | None = None  # checkpoint with these positions
+    commit_interval: float = 10.0  # seconds: checkpoint.interval
 
 
 Builder = Callable[[Any, SourceContext], Source]
 
 def _file(c: FileSourceConfig, ctx: SourceContext) -> Source:
-    return FileSource(c, ctx.telemetry, ctx.state_dir, before_commit=ctx.before_commit)
+    return FileSource(c, ctx.telemetry, ctx.state_dir, before_commit=ctx.before_commit,
+                      commit_interval=ctx.commit_interval)
 
 
 REGISTRY: dict[str, tuple[type[Any], Builder]] = {

@@ -79,14 +79,17 @@ class _File:
 
 class Follower:
     def __init__(self, pattern: str, fmt: Format, state_dir: Path, *, max_read: int = 1 << 20,
-                 state_file: str = STATE_FILE, events: Events | None = None) -> None:  # fmt: skip
+                 state_file: str = STATE_FILE, events: Events | None = None,
+                 positions: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """``positions`` (what :meth:`positions` gave, kept in a checkpoint) wins over the
+        positions file: the checkpoint is the state's own record of what it has read."""
         self.pattern = pattern
         self.format = fmt
         self.state_path = Path(state_dir) / state_file
         self.max_read = max_read
         self.events = events or Events()
         self._files: dict[str, _File] = {}
-        self._saved = self._load()
+        self._saved = self._load() if positions is None else _valid(positions)
         self._unreadable: dict[str, str] = {}  # path -> why it cannot be opened
         self._passes = 0
 
@@ -113,12 +116,7 @@ class Follower:
             return {}
         except (OSError, ValueError) as exc:
             raise OSError(f"{self.state_path}: unreadable follow positions ({exc})") from None
-        files = data.get("files", {}) if isinstance(data, dict) else {}
-        return {
-            k: v
-            for k, v in files.items()
-            if isinstance(v, dict) and isinstance(v.get("offset"), int)
-        }
+        return _valid(data.get("files", {}) if isinstance(data, dict) else {})
 
     def poll(self) -> list[Chunk]:
         """One pass: find files, read what was completed in each since the last pass."""
@@ -227,11 +225,16 @@ class Follower:
         for f in self._files.values():
             f.read_to, f.read_line = f.offset, f.line
 
-    def save(self) -> None:
+    def positions(self) -> dict[str, Any]:
+        """Every file's committed position, as plain data (the positions file's ``files``)."""
         files: dict[str, Any] = {
             k: {"path": f.path, "offset": f.offset, "line": f.line, "head": f.head} for k, f in self._files.items()
         }
         files.update(self._saved)
+        return files
+
+    def save(self) -> None:
+        files = self.positions()
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.state_path, json.dumps({"version": 1, "files": files}, indent=1).encode())
 
@@ -243,6 +246,12 @@ class Follower:
         if self._files:
             self._files.clear()
             self.events.followed(0)
+
+
+def _valid(files: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(files, dict):
+        return {}
+    return {k: v for k, v in files.items() if isinstance(v, dict) and isinstance(v.get("offset"), int)}
 
 
 def _head(handle: BinaryIO, offset: int) -> str:

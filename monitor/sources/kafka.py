@@ -23,17 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from monitor import kafka_client
-from monitor.health import NOT_READY, Condition
+from monitor.event import PROVENANCE, Event, getter
+from monitor.health import DEGRADED, NOT_READY, Condition
 from monitor.kafka_client import KafkaConfig
 from monitor.retry import Abandoned, Backoff, wait_or_stop
 from monitor.sources import aio, deadletter
+from monitor.sources.assignor import StickyAssignor
 from monitor.sources.deadletter import HEADER_PREFIX, TRUNCATED_BYTES
 from monitor.sources.partitions import Listener, Partitions, Records
 from monitor.telemetry import Telemetry
@@ -43,20 +45,35 @@ __all__ = ["HEADER_PREFIX", "TRUNCATED_BYTES", "KafkaSource", "Records"]
 
 class KafkaSource:
     def __init__(self, config: KafkaConfig, telemetry: Telemetry, *,
-                 before_commit: Callable[[], Awaitable[None]] | None = None,
+                 before_commit: Callable[[Collection[TopicPartition]], Awaitable[bool]] | None = None,
+                 on_assign: Callable[[set[TopicPartition]], Awaitable[Mapping[TopicPartition, int | None]]] | None = None,
+                 commit_interval: float = 10.0,
                  monotonic: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        """``before_commit(partitions)`` checkpoints them (False: do not commit);
+        ``on_assign(partitions)`` restores their state and says where to read each on from
+        (an ``offset`` per partition, None for the committed one; a partition left out
+        is not read at all)."""
         self.config = config
         self.telemetry = telemetry
         self.format_name = config.format
         self.timezone = config.timezone
         self.before_commit = before_commit
+        self.on_assign = on_assign
+        self.commit_interval = commit_interval
+        # Assignments seen (a generation), the one a fetch started in, and the generation in
+        # which each partition was last sought: see owned().
+        self._generation = 0
+        self._fetch_generation = 0
+        self._sought: dict[TopicPartition, int] = {}
+        self._key_of = getter(config.key_field)
+        self._mismatched_at: float | None = None  # monotonic time of the last key mismatch
         self.monotonic = monotonic
         self.wall_clock = wall_clock  # aiokafka stamps fetch responses with wall-clock time
         self.lock = asyncio.Lock()
         self.joined = False
         self.problem: str | None = "not started"
-        self.partitions = Partitions(telemetry)  # assignment, newest event times, offsets
+        self.partitions = Partitions(telemetry)  # assignment, offsets
         self._stopping: asyncio.Event | None = None
         self._last_commit = 0.0
         self._is_connected: bool | None = None
@@ -66,10 +83,6 @@ class KafkaSource:
         self._producer: Any = None
         self._watch: asyncio.Future[None] | None = None
         self._backoff = Backoff(config.retry_backoff / 1000, config.retry_backoff_max / 1000)
-
-    @property
-    def newest(self) -> dict[TopicPartition, int]:
-        return self.partitions.newest  # newest event time per assigned partition
 
     @property
     def assignment(self) -> set[TopicPartition]:
@@ -102,6 +115,11 @@ class KafkaSource:
                 max_partition_fetch_bytes=c.max_partition_fetch_bytes,
                 session_timeout_ms=c.session_timeout, heartbeat_interval_ms=c.heartbeat_interval,
                 max_poll_interval_ms=c.max_poll_interval,
+                # Partitions stay where they were over a rebalance where they can, so the
+                # state in memory is reused rather than restored from its checkpoint. One
+                # protocol only: members offering two (this and round robin) were seen to
+                # rebalance for ever when they joined at the same moment.
+                partition_assignment_strategy=(StickyAssignor(),),
             )  # fmt: skip
             producer = None
             try:
@@ -163,9 +181,13 @@ class KafkaSource:
         silent = self._silent_for()
         if silent is not None and silent > self.silence_limit:
             return Condition(NOT_READY, f"broker unreachable: no fetch response for {silent:.0f}s")
-        if self.joined:
-            return None
-        return Condition(NOT_READY, self.problem or "not joined")
+        if not self.joined:
+            return Condition(NOT_READY, self.problem or "not joined")
+        if self._mismatched_at is not None and self.monotonic() - self._mismatched_at < MISMATCH_MEMORY:
+            return Condition(DEGRADED, f"records keyed by something other than kafka.key_field "
+                                       f"({self.config.key_field}) in the last {MISMATCH_MEMORY // 60:.0f} minutes: "
+                                       "their groups are split over partitions (exfil_monitor_key_mismatches_total)")  # fmt: skip
+        return None
 
     @property
     def silence_limit(self) -> float:
@@ -196,7 +218,7 @@ class KafkaSource:
         c = self.config
         stopping = self._stopping
         try:
-            getmany = self._consumer.getmany(timeout_ms=c.poll_timeout, max_records=c.max_batch)
+            getmany = self._getmany(c.poll_timeout, c.max_batch)
             if stopping is None:
                 records: Records = await getmany
             else:
@@ -244,16 +266,51 @@ class KafkaSource:
         self.outage = None
         self._connected(True)
 
+    async def _getmany(self, timeout_ms: int, max_records: int) -> Records:
+        """``getmany``, noting the assignment generation the records were taken in: from
+        aiokafka draining its buffer to this line nothing else runs (no ``await``), so a
+        seek after it is one the records predate (see :meth:`owned`)."""
+        records: Records = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        self._fetch_generation = self._generation
+        return records
+
     def owned(self, records: Records) -> Records:
-        """Drop records of partitions revoked since they were fetched."""
-        return self.partitions.owned(records)
+        """Drop records of partitions revoked since they were fetched, and of partitions
+        sought to their checkpoint's offset since: a batch taken from the committed
+        offset while the assignment's restore ran is read again from the sought offset
+        (processed twice otherwise). Records taken after the seek are aiokafka's to
+        check: it discards those fetched from the old position."""
+        owned = self.partitions.owned(records)
+        sought = self._sought
+        return {tp: recs for tp, recs in owned.items() if sought.get(tp, 0) <= self._fetch_generation}
 
-    def observe(self, tp: TopicPartition, newest_event_ms: int) -> None:
-        self.partitions.observe(tp, newest_event_ms)
+    def partition(self, tp: TopicPartition) -> TopicPartition:
+        return tp  # a Kafka partition is its own unit of state
 
-    def clock(self, oldest_in_batch: dict[TopicPartition, int]) -> int | None:
-        """The forgetting clock for a batch (see :meth:`Partitions.clock`)."""
-        return self.partitions.clock(oldest_in_batch)
+    def offset_after(self, tp: TopicPartition, records: list[Any]) -> int:
+        return int(records[-1].offset) + 1
+
+    def held(self) -> set[TopicPartition]:
+        return set(self.partitions.assignment)
+
+    def check_keys(self, records: list[Any], where: list[str], good: list[tuple[Event, int]]) -> None:
+        """Count records whose key is not their ``key_field`` value: a producer keying by
+        something else splits groups over partitions (README "Scaling out")."""
+        keys = {w: r.key for w, r in zip(where, records, strict=True)}
+        key_of = self._key_of
+        bad, example = 0, None
+        for e, _ in good:
+            key = keys.get(str(e.get(PROVENANCE)))
+            value = key_of(e)
+            expected = None if value is None else str(value).encode()
+            if key != expected:
+                bad += 1
+                if example is None:
+                    example = (e.get(PROVENANCE), key, expected)
+        if example is not None:
+            self._mismatched_at = self.monotonic()
+            w, key, expected = example
+            self.telemetry.key_mismatch(bad, str(w), _text(key), _text(expected), self.config.key_field)
 
     def pause(self) -> None:
         """Stop fetching (a full spool) without leaving the group: heartbeats go on, and
@@ -288,7 +345,7 @@ class KafkaSource:
         self.partitions.mark_processed(records, self._consumer)
 
     async def maybe_commit(self) -> None:
-        if self.monotonic() - self._last_commit >= self.config.commit_interval / 1000:
+        if self.monotonic() - self._last_commit >= self.commit_interval:
             await self._commit(set(self.partitions.processed), attempts=1)
 
     # -------------------------------------------------------------- dead letters
@@ -329,13 +386,26 @@ class KafkaSource:
             if locked:
                 with contextlib.suppress(Abandoned):  # a stop while flushing: no commit
                     await self._commit(set(revoked), attempts=2)
-            self.partitions.revoke(revoked)  # newest event times stay: see _assigned
+            self.partitions.revoke(revoked)  # their engines stay until the assignment: see _assigned
         self.telemetry.partitions_revoked([(tp.topic, tp.partition) for tp in revoked])
 
-    def _assigned(self, assigned: set[TopicPartition]) -> None:
-        self.partitions.assign(assigned)  # keeps the clock of partitions given straight back
-        if self.paused and self._consumer is not None and assigned:
-            self._consumer.pause(*assigned)  # a pause does not survive a reassignment
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """Restore the state of what was assigned and read each partition on from where
+        its state stops (the checkpoint, not the committed offset, is the source of
+        truth). Nothing is fetched until this returns: a partition is read only once its
+        state is in place."""
+        consumer = self._consumer
+        async with self.lock:
+            where = await self.on_assign(set(assigned)) if self.on_assign is not None else {tp: None for tp in assigned}
+            left_out = set(assigned) - set(where)  # its checkpoint unreadable: not read at all
+            self._generation += 1
+            for tp, offset in where.items():
+                if offset is not None and consumer is not None:
+                    consumer.seek(tp, offset)
+                    self._sought[tp] = self._generation
+            self.partitions.assign(set(assigned) - left_out)
+        if consumer is not None and (left_out or (self.paused and assigned)):
+            consumer.pause(*(assigned if self.paused else left_out))  # a pause does not survive a reassignment
         self.joined = True
         self.problem = None
         if self.outage is not None:  # the group coordinator answered: the broker is back
@@ -352,3 +422,10 @@ class KafkaSource:
         if connected != self._is_connected:
             self._is_connected = connected
             self.telemetry.source_connected(connected)
+
+
+MISMATCH_MEMORY = 600.0  # seconds a key mismatch keeps /readyz degraded
+
+
+def _text(key: bytes | None) -> str | None:
+    return None if key is None else key.decode("utf-8", "replace")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,7 +42,6 @@ class FileSourceConfig(Model):
     timezone: TimeZone = "UTC"  # for formats whose timestamps have no zone (mariadb-audit)
     poll_interval: Duration = Field(default=250, gt=0)
     max_read: PositiveInt = 1 << 20  # bytes read from one file per batch
-    commit_interval: Duration = 1000
 
     @property
     def label(self) -> str:
@@ -61,19 +60,22 @@ class Line:
 
 class FileSource:
     def __init__(self, config: FileSourceConfig, telemetry: Telemetry, state_dir: Path, *,
-                 before_commit: Callable[[], Awaitable[None]] | None = None,
+                 before_commit: Callable[[Any], Awaitable[bool]] | None = None, commit_interval: float = 10.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        """``before_commit(positions)`` checkpoints the state with the positions it
+        reflects (False: the positions are not saved either)."""
         self.config = config
         self.telemetry = telemetry
         self.state_dir = state_dir
         self.before_commit = before_commit
+        self.commit_interval = commit_interval
+        self._restored: dict[str, Any] | None = None  # positions from the checkpoint
         self.monotonic = monotonic
         self.format_name = config.format
         self.timezone = config.timezone
         self.lock = asyncio.Lock()
         self.follower: Follower | None = None
         self.format: Format | None = None
-        self.newest: dict[Hashable, int] = {}  # newest event time per followed file
         self._stopping: asyncio.Event | None = None
         self._pending: dict[str, Chunk] = {}  # handed out, not yet processed
         self._unsaved = 0  # chunks processed since the last save
@@ -111,7 +113,7 @@ class FileSource:
         try:
             self.follower = await asyncio.to_thread(
                 Follower, self.pattern, self.format, self.state_dir, max_read=self.config.max_read,
-                state_file=f"follow-{label}.json", events=events,
+                state_file=f"follow-{label}.json", events=events, positions=self._restored,
             )  # fmt: skip
         except OSError as exc:  # the positions file is unreadable: guessing would skip or repeat
             self._state = "positions unreadable"
@@ -187,21 +189,21 @@ class FileSource:
     def where(self, stream: Any, record: Line) -> str:
         return f"{record.path}:{record.line}"
 
-    def observe(self, stream: Hashable, newest_event_ms: int) -> None:
-        if newest_event_ms > self.newest.get(stream, newest_event_ms - 1):
-            self.newest[stream] = newest_event_ms
+    def restore(self, positions: Any) -> None:
+        """Before :meth:`start`: read on from where the restored checkpoint's state stops."""
+        self._restored = positions if isinstance(positions, dict) else None
 
-    def clock(self, oldest_in_batch: dict[Any, int]) -> int | None:
-        """As for Kafka partitions (:meth:`monitor.sources.partitions.Partitions.clock`):
-        the oldest of the files' newest event times, over the files still followed, so a
-        rotated file drained late does not lose its groups early."""
-        follower = self.follower
-        if follower is not None:
-            open_keys = follower.keys
-            for key in [k for k in self.newest if k not in open_keys]:
-                del self.newest[key]
-        known = {**oldest_in_batch, **self.newest}
-        return min(known.values()) if known else None
+    def partition(self, stream: Any) -> str:
+        return self.config.label  # the whole source is one stream of state
+
+    def offset_after(self, stream: Any, records: list[Any]) -> int:
+        return 0  # a file source's position is its follow positions, kept with the checkpoint
+
+    def held(self) -> set[str]:
+        return {self.config.label}
+
+    def check_keys(self, records: list[Any], where: list[str], good: list[Any]) -> None:
+        return None  # files have no keys
 
     async def dead_letter(self, items: Sequence[tuple[Any, str]]) -> None:
         return None  # the file keeps the record; the pipeline logged it with file:line
@@ -215,15 +217,15 @@ class FileSource:
                 self._unsaved += 1
 
     async def maybe_commit(self) -> None:
-        if self.monotonic() - self._last_commit >= self.config.commit_interval / 1000 and self.follower is not None:
+        if self.monotonic() - self._last_commit >= self.commit_interval and self.follower is not None:
             await self._save(self.follower)
 
     async def _save(self, follower: Follower) -> None:
         self._last_commit = self.monotonic()
         if not self._unsaved:
             return
-        if self.before_commit is not None:
-            await self.before_commit()  # alerts durable before the positions that imply them
+        if self.before_commit is not None and not await self.before_commit(follower.positions()):
+            return  # the checkpoint failed (said): the positions stay as saved, retried next time
         n, self._unsaved = self._unsaved, 0
         try:
             await asyncio.to_thread(follower.save)

@@ -1,17 +1,16 @@
 """Partition bookkeeping for :class:`~monitor.sources.kafka.KafkaSource`: which partitions
-the group gave us, the newest event time of each (the forgetting clock), how far each was
-processed and committed, and the commits themselves.
+the group gave us, how far each was processed and committed, and the commits themselves.
 
 Split from :mod:`monitor.sources.kafka` so that the rules for offsets (commit only
-processed events, only of partitions still ours) and for the clock (kept over rebalances
-that give a partition straight back) read in one place. The source keeps the lock and the
+processed events, only of partitions still ours, only after their checkpoint) read in one
+place. The source keeps the lock and the
 group's life cycle; the :class:`Listener` hands rebalances back to it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -27,7 +26,7 @@ _NOT_RETRIABLE = (CommitFailedError, IllegalStateError)  # the partitions have m
 class _Rebalanced(Protocol):
     async def _revoked(self, revoked: set[TopicPartition]) -> None: ...
 
-    def _assigned(self, assigned: set[TopicPartition]) -> None: ...
+    async def _assigned(self, assigned: set[TopicPartition]) -> None: ...
 
 
 class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -38,13 +37,12 @@ class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.source._revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.source._assigned(assigned)
+        await self.source._assigned(assigned)
 
 
 class Partitions:
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
-        self.newest: dict[TopicPartition, int] = {}  # newest event time per assigned partition
         # The partitions the group gave us, as the rebalance listener saw it. aiokafka's own
         # assignment() can change under a batch (a new topic matching topic_pattern
         # replaces the subscription before any revoke callback).
@@ -56,22 +54,6 @@ class Partitions:
         """Drop records of partitions revoked since they were fetched: their new owner
         reads them again from the committed offset."""
         return {tp: recs for tp, recs in records.items() if tp in self.assignment and recs}
-
-    def observe(self, tp: TopicPartition, newest_event_ms: int) -> None:
-        if newest_event_ms > self.newest.get(tp, newest_event_ms - 1):
-            self.newest[tp] = newest_event_ms
-
-    def clock(self, oldest_in_batch: dict[TopicPartition, int]) -> int | None:
-        """The forgetting clock for a batch: the oldest of the assigned partitions' newest
-        event times, so a partition that lags behind does not lose its groups early.
-
-        The engine uses one clock for a whole batch, so it must not run ahead of any event
-        in it: each partition counts with its newest time *before* this batch, or, if it
-        brings its first events now, their oldest time. A partition that has delivered
-        nothing yet does not hold the clock back.
-        """
-        known = {**oldest_in_batch, **self.newest}
-        return min(known.values()) if known else None
 
     def mark_processed(self, records: Records, consumer: Any) -> None:
         """Mark records as done and report the lag of their partitions."""
@@ -87,10 +69,11 @@ class Partitions:
                 self.telemetry.consumer_lag(tp.topic, tp.partition, max(0, high - position))
 
     async def commit(self, consumer: Any, partitions: set[TopicPartition], attempts: int, *,
-                     before_commit: Callable[[], Awaitable[None]] | None,
+                     before_commit: Callable[[Collection[TopicPartition]], Awaitable[bool]] | None,
                      timeout: float, backoff: Backoff) -> None:  # fmt: skip
-        """Commit the processed offsets of ``partitions`` not committed yet, flushing
-        outputs first (``before_commit``); ``attempts`` bounds the retries."""
+        """Commit the processed offsets of ``partitions`` not committed yet, after their
+        checkpoint (``before_commit``, which flushes the outputs first; when it fails,
+        nothing is committed); ``attempts`` bounds the retries."""
         current = consumer.assignment()  # aiokafka refuses to commit any other partition
         offsets = {
             tp: off for tp, off in self.processed.items()
@@ -98,8 +81,8 @@ class Partitions:
         }  # fmt: skip
         if not offsets:
             return
-        if before_commit is not None:
-            await before_commit()
+        if before_commit is not None and not await before_commit(set(offsets)):
+            return
         for attempt in range(attempts):
             try:
                 async with asyncio.timeout(timeout):
@@ -117,14 +100,10 @@ class Partitions:
             return
 
     def revoke(self, revoked: set[TopicPartition]) -> None:
-        for tp in revoked:  # newest stays: see assign
+        for tp in revoked:
             self.processed.pop(tp, None)
             self.committed.pop(tp, None)
         self.assignment -= revoked
 
     def assign(self, assigned: set[TopicPartition]) -> None:
-        # aiokafka revokes every partition at each rebalance, also those it gives straight
-        # back: their newest event times (the forgetting clock) are kept.
-        for tp in set(self.newest) - assigned:
-            del self.newest[tp]
         self.assignment = set(assigned)

@@ -61,7 +61,7 @@ class DaemonProcess:
             "bootstrap_servers": [bootstrap], "topics": [topic],
             "group_id": group or f"daemon-{workdir.name}-{os.getpid()}-{time.monotonic_ns()}",
             "auto_offset_reset": "earliest", "max_batch": max_batch, "poll_timeout": "200ms",
-            "commit_interval": "200ms", "retry_backoff": "200ms", "retry_backoff_max": "2s",
+            "retry_backoff": "200ms", "retry_backoff_max": "2s",
             "session_timeout": session_timeout, "heartbeat_interval": "2s", "request_timeout": "10s",
         }  # fmt: skip
         if dead_letter_topic:
@@ -69,20 +69,23 @@ class DaemonProcess:
         config = {"kafka": kafka, "rules": {"path": str(rules)}, "outputs": outputs,
                   "state": {"dir": str(workdir / "state")},  # its own: daemons of a group run at once
                   "http": {"listen": "127.0.0.1:0", **(http or {})}, "log": {"format": "json", "level": "info"},
-                  **(extra or {})}  # fmt: skip
+                  "checkpoint": {"interval": "200ms"}, **(extra or {})}  # fmt: skip
         self.config.write_bytes(orjson.dumps(config))  # JSON is YAML
         self.rlimit_nofile = rlimit_nofile
         self.proc: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
+        self._listened = 0
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXFIL_MONITOR_")}
+        listened = sum(1 for e in self.log_events() if e.get("event") == "http_listening")
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "monitor", "run", "--config", str(self.config)],
                 stdout=out, stderr=err, cwd=REPO, env=env, preexec_fn=self._limits,
             )  # fmt: skip
         self.port = None
+        self._listened = listened  # a restart appends to the same log: only later ports count
 
     def _limits(self) -> None:
         """In the child before exec: ``ulimit -n`` as an operator would set it."""
@@ -143,7 +146,7 @@ class DaemonProcess:
     async def _port(self, deadline: float) -> int:
         while self.port is None:
             self._check_alive()
-            ports = [e["port"] for e in self.log_events() if e.get("event") == "http_listening"]
+            ports = [e["port"] for e in self.log_events() if e.get("event") == "http_listening"][self._listened :]
             if ports:
                 self.port = ports[-1]
                 break

@@ -187,9 +187,10 @@ async def test_open_episodes_survive_sigkill_and_their_resends_and_resolution_ca
     kafka_bootstrap: str, kafka_topic_factory: TopicFactory, daemons: Callable[..., DaemonProcess],
     alertmanagers: Callable[..., Alertmanager], tmp_path: Path,
 ) -> None:  # fmt: skip
-    """Re-sends and resolutions come from the table of open episodes: a daemon killed
-    while an alert is open, restarted on the same state.dir, re-sends it (here to a fresh
-    Alertmanager that knew nothing of it) and resolves it, without reading an event again."""
+    """Re-sends and resolutions come from the table of open episodes, which is part of
+    each partition's checkpoint: a daemon killed while an alert is open, restarted (its
+    state from the checkpoint topic), re-sends it (here to a fresh Alertmanager that knew
+    nothing of it) and resolves it, without reading an event again."""
     d_rules = tmp_path / "long-rules"
     d_rules.mkdir()
     (d_rules / "customer-read.yaml").write_text(RULE.replace("resolve_after: 3s", "resolve_after: 15s"))
@@ -207,17 +208,17 @@ async def test_open_episodes_survive_sigkill_and_their_resends_and_resolution_ca
     await produce(kafka_bootstrap, topic, reads(["vendor-9"], int(time.time() * 1000)))
     [alert] = await actors_held(first_am, {"vendor-9"})
     # Delivered (the spool is empty, so the next run has nothing of it to send from
-    # there) and committed, which the episode table is written before.
+    # there), checkpointed with the episode open, and committed.
     await d.wait_metrics(lambda m: m.v("output_spool_depth", output="alertmanager") == 0
+                         and m.v("checkpoints_total", outcome="saved") >= 1
                          and m.v("commits_total", outcome="success") >= 1 and m.v("episodes_open") == 1)  # fmt: skip
-    assert (state / "episodes.snapshot").exists()
     d.kill()  # SIGKILL: no stop, nothing written at the end
 
     fresh = alertmanagers()  # a replaced Alertmanager: empty
     again = make("second", fresh.url)
     again.start()
     await again.wait_ready()
-    assert again.log_event("episodes_restored")["episodes"] == 1
+    assert "checkpoint_restored" in {e["event"] for e in again.log_events()}
     [resent] = await actors_held(fresh, {"vendor-9"})  # from the restored table's re-sends
     assert resent["labels"] == alert["labels"] and resent["fingerprint"] == alert["fingerprint"]
     m = await again.wait_metrics(lambda m: m.v("output_resends_total", output="alertmanager", outcome="success") >= 1)

@@ -222,7 +222,7 @@ async def test_a_daemon_started_on_a_broken_set_runs_the_last_good_one(
     d = daemons("second", bootstrap=kafka_bootstrap, topic=topic,
                 extra={**config, "state": {"dir": str(first.workdir / "state")}})  # the first one's state.dir
     d.start()
-    await until(d, "the HTTP server", lambda: logged(d, "http_listening"))
+    await until(d, "the group's partitions", lambda: logged(d, "partitions_assigned"))
     status, body = await get(d, "/readyz")
     assert status == 200 and body["status"] == "degraded" and "last good" in body["reason"]
     status, rules_body = await get(d, "/rules")

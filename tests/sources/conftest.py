@@ -20,7 +20,7 @@ RULES = Path(__file__).resolve().parents[1] / "inputs" / "rules"  # rules over c
 def file_config(tmp_path: Path, source: dict[str, Any], *, rules: Path = RULES, **extra: Any) -> Path:
     """A daemon config with one file source and a file output (``tmp_path/alerts.jsonl``)."""
     config = {
-        "sources": [{"type": "file", "poll_interval": "50ms", "commit_interval": "100ms", **source}],
+        "sources": [{"type": "file", "poll_interval": "50ms", **source}], "checkpoint": {"interval": "100ms"},
         "rules": {"path": str(rules)}, "state": {"dir": str(tmp_path / "state")},
         "outputs": [{"type": "file", "path": str(tmp_path / "alerts.jsonl")}],
         "http": {"listen": "127.0.0.1:0"}, **extra,

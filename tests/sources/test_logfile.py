@@ -116,11 +116,12 @@ async def test_positions_advance_only_for_processed_records_and_after_the_output
     saved_when_flushed: list[bool] = []
     state_file = state / "follow-file.json"
 
-    async def flush() -> None:  # the positions file must not yet hold what this flush covers
+    async def flush(positions: object) -> bool:  # the positions file must not yet hold what this flush covers
         saved_when_flushed.append(state_file.exists() and json.loads(state_file.read_text())["files"] != {})
+        return True
 
-    config = FileSourceConfig(type="file", path=tmp_path / "*.log", commit_interval=0)
-    src = FileSource(config, quiet_telemetry(), state, before_commit=flush)
+    config = FileSourceConfig(type="file", path=tmp_path / "*.log")
+    src = FileSource(config, quiet_telemetry(), state, before_commit=flush, commit_interval=0)
     assert src.condition() == Condition(NOT_READY, "not started")
     src.bind(get_format("jsonl"))
     stopping = asyncio.Event()

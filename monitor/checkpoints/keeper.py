@@ -1,0 +1,166 @@
+"""Partitions' state in and out of the checkpoint store: the daemon's side of checkpoints.
+
+Saving, in the order that makes a crash at any point safe: the caller has fsynced the
+outputs' spools (what the state's events raised is durable), then each partition's engine
+is snapshotted *synchronously* with the offset it reflects (no batch, reload or idle
+resolution can run in between), the checkpoints are written, and only when the store has
+them does the caller commit offsets. A failed write commits nothing: the previous
+checkpoint and the previous committed offset still agree.
+
+Restoring, when partitions are assigned (or a file source starts): a partition this
+instance still holds in memory (handed straight back by an eager rebalance) keeps its
+engine and is read on from the offset that engine reflects; any other gets a fresh engine
+with its checkpoint restored, and is read on from the checkpoint's offset. The checkpoint,
+not the committed offset, is the source of truth: the two differ only after a crash
+between the write and the commit, and then the checkpoint is the later one.
+
+A checkpoint that cannot be read falls back to the one before it (said, counted, and
+``/readyz`` degraded: its events are read again). With none readable, ``on_corrupt: stop``
+(the default) stops the daemon with exit code 1, because starting empty silently forgets
+windows and suppressions an incident may be in the middle of; ``start_empty`` starts that
+partition empty, loudly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.checkpoints.base import Checkpoint, CheckpointError, Loaded, Store
+from monitor.engine import snapshot
+from monitor.engine.partitioned import Partitioned
+from monitor.health import DEGRADED, NOT_READY, Health
+from monitor.telemetry import Telemetry
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """Where a partition is read on from: ``offset`` (None: the committed offset) and, for a
+    file source, the follow positions the checkpoint was written with."""
+
+    offset: int | None
+    position: Any = None
+
+
+class Keeper:
+    def __init__(self, store: Store, engines: Partitioned, telemetry: Telemetry, health: Health, *,
+                 key: Callable[[Hashable], str], on_corrupt: str = "stop",
+                 wall_clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        self.store = store
+        self.engines = engines
+        self.telemetry = telemetry
+        self.health = health
+        self.key = key  # a partition's checkpoint key
+        self.on_corrupt = on_corrupt
+        self.wall_clock = wall_clock
+        self.fatal: str | None = None  # a checkpoint none of which is readable, with on_corrupt: stop
+        self._started = False
+
+    async def start(self) -> None:
+        if self._started:
+            raise RuntimeError("the checkpoint keeper was started already")
+        await self.store.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        self._started = False
+        await self.store.stop()  # every store's stop is idempotent
+
+    # -- restore -----------------------------------------------------------------------
+
+    async def restore(self, partitions: Collection[Hashable]) -> dict[Hashable, Restored]:
+        """Engines for ``partitions`` (kept or restored) and where to read each on from;
+        engines of partitions not among them are dropped (another instance has them now).
+        A partition whose checkpoint is corrupt under ``on_corrupt: stop`` is left out:
+        :attr:`fatal` says why, and the caller stops without reading it."""
+        engines = self.engines
+        engines.drop([p for p, _ in engines if p not in partitions])
+        out = {p: Restored(slot.offset) for p, slot in engines if p in partitions}
+        wanted = [p for p in partitions if p not in engines]
+        if not wanted:
+            return out
+        keys = {self.key(p): p for p in wanted}
+        try:
+            found = await self.store.load(list(keys))
+        except CheckpointError as exc:  # the store unreadable: nothing is known of any partition
+            found = {key: Loaded(None, error=str(exc)) for key in keys}
+        for key, p in keys.items():
+            restored = self._restore(key, p, found[key])
+            if restored is not None:
+                out[p] = restored
+        return out
+
+    def _restore(self, key: str, p: Hashable, loaded: Loaded) -> Restored | None:
+        engines = self.engines
+        cp, engine = loaded.checkpoint, engines.fresh()
+        error = loaded.error
+        misfits: list[str] = []
+        if cp is not None:
+            try:
+                misfits = snapshot.restore(engine, cp.state)
+            except (snapshot.SnapshotError, KeyError, TypeError, ValueError) as exc:
+                error, engine = f"checkpoint {key}: the state cannot be restored: {exc!r}", engines.fresh()
+        if error is not None:
+            if self._corrupt(key, error):
+                return None
+            engines.add(p, engine, None)
+            return Restored(None)
+        if cp is None:
+            engines.add(p, engine, None)
+            self.telemetry.checkpoint_restored(key, "none")
+            return Restored(None)
+        slot = engines.add(p, engine, cp.offset)
+        slot.saved = (cp.offset, engine.episodes.revision)
+        if loaded.fell_back:
+            self.health.set(f"checkpoint {key}", DEGRADED,
+                            f"{loaded.fell_back}: restored the previous checkpoint (its events are read again; "
+                            "alerts already sent are sent again with the same ids)")  # fmt: skip
+        self.telemetry.checkpoint_restored(key, "fell_back" if loaded.fell_back else "restored", cp.offset,
+                                           size=len(cp.state), error=loaded.fell_back, misfits=misfits)  # fmt: skip
+        return Restored(cp.offset, cp.position)
+
+    def _corrupt(self, key: str, error: str) -> bool:
+        """No readable checkpoint for ``key``: True when the daemon must stop."""
+        stop = self.on_corrupt == "stop"
+        action = "stopping (checkpoint.on_corrupt: stop)" if stop else "starting it empty (on_corrupt: start_empty)"
+        self.telemetry.checkpoint_restored(key, "corrupt", error=error, action=action)
+        if stop:
+            self.fatal = f"{error}; set checkpoint.on_corrupt: start_empty to start that partition empty"
+            self.health.set(f"checkpoint {key}", NOT_READY, self.fatal)
+        else:
+            self.health.set(f"checkpoint {key}", DEGRADED,
+                            f"{error}: started empty (checkpoint.on_corrupt: start_empty), so windows and "
+                            "suppressions of that partition were forgotten")  # fmt: skip
+        return stop
+
+    # -- save --------------------------------------------------------------------------
+
+    async def save(self, partitions: Collection[Hashable] | None = None, position: Any = None) -> bool:
+        """Checkpoint ``partitions`` (default: all held) whose state changed since their
+        last checkpoint; False if the store failed (then nothing may be committed)."""
+        now = int(self.wall_clock() * 1000)
+        t0 = time.perf_counter()
+        batch: dict[str, Checkpoint] = {}
+        marks = []
+        for p, slot in self.engines:
+            if partitions is not None and p not in partitions:
+                continue
+            mark = (slot.offset, slot.engine.episodes.revision)
+            if (slot.saved == mark or slot.offset is None) and position is None:
+                continue  # unchanged, or nothing read and nothing restored: nothing to keep
+            # Synchronous from here to the dict: the state and its offset are one instant.
+            batch[self.key(p)] = Checkpoint(slot.offset or 0, snapshot.encode(slot.engine), now, position)
+            marks.append((slot, mark))
+        if not batch:
+            return True
+        try:
+            size = await self.store.save(batch)
+        except Exception as exc:  # a store's failures are many (Kafka, OS): none may commit
+            self.telemetry.checkpoint_failed(self.store.name, repr(exc))
+            return False
+        for slot, mark in marks:
+            slot.saved = mark
+        self.telemetry.checkpoint_saved(len(batch), size, time.perf_counter() - t0)
+        return True

@@ -1,0 +1,120 @@
+"""One engine per input partition: the daemon's state, split the way Kafka splits the stream.
+
+A partition's events are one ordered stream, so each partition gets an :class:`Engine` of
+its own, with its own forgetting clock (the newest event time *of that partition*): a
+partition that lags behind the others keeps its groups, and never has them forgotten by
+another partition's clock. Each engine is then exactly what ``replay`` of that partition's
+events would build, which is what makes a checkpoint of it (:mod:`monitor.engine.snapshot`)
+restorable on whichever instance the group hands the partition to next.
+
+Groups are only whole within a partition: producers key events by one field
+(``kafka.key_field``), so rules grouped by that field see every event of a group in one
+engine. ``max_groups_per_rule`` bounds each partition's engine.
+
+A stream is whatever the source names one (a Kafka ``TopicPartition``, a file source's
+name); nothing here knows which. :attr:`Slot.offset` is the first record the slot's state
+has not seen, the position its checkpoint is written with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from monitor.engine.alert import Alert
+from monitor.engine.engine import Engine, EngineOptions
+from monitor.engine.episodes import Episode, Resolution, resolution_order
+from monitor.engine.reload import Plan, plan
+from monitor.engine.windows import RuleState
+from monitor.event import Event
+from monitor.rules.loader import RuleSet
+
+
+@dataclass(slots=True)
+class Slot:
+    engine: Engine
+    offset: int | None = None  # the first record the state has not seen; None: nothing seen yet
+    saved: tuple[int | None, int] | None = None  # (offset, episode revision) last checkpointed
+
+
+class Partitioned:
+    """The engines of the streams this instance owns, behind the calls the daemon makes."""
+
+    def __init__(self, ruleset: RuleSet, options: EngineOptions | None = None) -> None:
+        self.ruleset = ruleset
+        self.options = options or EngineOptions()
+        self.slots: dict[Hashable, Slot] = {}
+
+    # -- ownership ---------------------------------------------------------------------
+
+    def fresh(self) -> Engine:
+        """An empty engine for the current rule set (a checkpoint is restored into it)."""
+        return Engine(self.ruleset, self.options)
+
+    def add(self, stream: Hashable, engine: Engine, offset: int | None) -> Slot:
+        slot = self.slots[stream] = Slot(engine, offset)
+        return slot
+
+    def drop(self, streams: Iterable[Hashable]) -> None:
+        """Forget streams given to another instance: their checkpoints carry them on."""
+        for s in streams:
+            self.slots.pop(s, None)
+
+    def __contains__(self, stream: Hashable) -> bool:
+        return stream in self.slots
+
+    def __iter__(self) -> Iterator[tuple[Hashable, Slot]]:
+        return iter(list(self.slots.items()))
+
+    # -- evaluation --------------------------------------------------------------------
+
+    def process(self, streams: Mapping[Hashable, list[tuple[Event, int]]], offsets: Mapping[Hashable, int]) -> list[Alert]:
+        """Each stream's events through its own engine, the forgetting clock being that
+        stream's newest event time (as in ``replay``); ``offsets``: the first record after
+        the batch, per stream. A stream nobody added gets an empty engine: a source
+        without checkpoints to restore (or the first run) starts that way anyway."""
+        alerts: list[Alert] = []
+        for stream, events in streams.items():
+            slot = self.slots.get(stream) or self.add(stream, self.fresh(), None)
+            alerts.extend(slot.engine.process(events))
+        for stream, offset in offsets.items():
+            slot = self.slots.get(stream) or self.add(stream, self.fresh(), None)
+            slot.offset = offset
+        return alerts
+
+    def resolutions(self) -> list[Resolution]:
+        return _by_time(r for _, s in self for r in s.engine.resolutions())
+
+    def resolve_idle(self, wall_ms: int) -> list[Resolution]:
+        return _by_time(r for _, s in self for r in s.engine.resolve_idle(wall_ms))
+
+    def open_episodes(self) -> list[Episode]:
+        return [ep for _, s in self for ep in s.engine.open_episodes()]
+
+    def reload(self, ruleset: RuleSet) -> Plan:
+        """Every engine swaps to ``ruleset`` (same plan for all: it depends on the rule
+        sets only); engines made later start with it."""
+        decided = plan(self.ruleset, ruleset)
+        for _, slot in self:
+            slot.engine.reload(ruleset)
+        self.ruleset = ruleset
+        return decided
+
+    # -- introspection for telemetry ---------------------------------------------------
+
+    @property
+    def states(self) -> list[RuleState]:
+        return [st for _, s in self for st in s.engine.states]
+
+    def episode_count(self) -> int:
+        return sum(len(s.engine.episodes) for _, s in self)
+
+
+def split_rules(ruleset: RuleSet, key_field: str) -> list[str]:
+    """Rules that count over a window by groups not keyed by ``key_field``: their groups'
+    events may lie in several partitions, each counted apart."""
+    return [r.id for r in ruleset.enabled if r.spec.window_ms is not None and key_field not in r.spec.group_by]
+
+
+def _by_time(resolutions: Iterable[Resolution]) -> list[Resolution]:
+    return sorted(resolutions, key=resolution_order)
