@@ -222,6 +222,49 @@ async def test_a_restart_resumes_after_the_last_processed_line(tmp_path: Path) -
     assert metrics.get_sample_value("exfil_monitor_files_followed", {"source": "file"}) == 0  # closed at stop
 
 
+WINDOWED = """\
+rules:
+  - id: two-reads
+    description: Two reads by one account within an hour.
+    severity: high
+    match: {action: select}
+    group_by: [actor.id]
+    window: 1h
+    aggregate: count
+    threshold: {gte: 2}
+"""
+
+
+async def test_a_window_spanning_a_restart_is_restored_from_the_checkpoint(tmp_path: Path) -> None:
+    """The file source's state and positions are one checkpoint (under state.dir with no
+    Kafka): a window open at the stop carries on, and where to read on comes from the
+    checkpoint, even with the positions file gone."""
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "r.yaml").write_text(WINDOWED)
+    log = tmp_path / "a.log"
+    log.write_bytes(event("alice"))
+    config = file_config(tmp_path, {"path": str(tmp_path / "*.log")}, rules=d)
+    run = _Running(config)
+    try:
+        await _until(lambda: run.daemon.events_total == 1, 30, "the first read")
+    finally:
+        assert await run.stop_within(30)
+    assert alerts(tmp_path) == [], "one read of two"
+    assert list((tmp_path / "state" / "checkpoints").glob("file-file.ckpt"))
+    (tmp_path / "state" / "follow-file.json").unlink()
+    with log.open("ab") as w:
+        w.write(event("alice"))
+    run = _Running(config)
+    try:
+        await _until(lambda: len(alerts(tmp_path)) == 1, 30, "the alert on the second read")
+    finally:
+        assert await run.stop_within(30)
+    [alert] = alerts(tmp_path)
+    assert alert["rule"] == "two-reads" and alert["value"] == 2
+    assert run.daemon.events_total == 1, "the first line was not read again"
+
+
 async def test_an_unreadable_positions_file_stops_the_daemon_with_a_reason(tmp_path: Path) -> None:
     (tmp_path / "a.log").write_bytes(event("x_vendor"))
     state = tmp_path / "state"
