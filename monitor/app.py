@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry
 from monitor import __version__
 from monitor.checkpoints.base import CheckpointError, key_of
 from monitor.checkpoints.config import build_store
-from monitor.checkpoints.keeper import Keeper
+from monitor.checkpoints.keeper import STORE_CONDITION, Keeper
 from monitor.config import Config
 from monitor.decode import Decoder
 from monitor.engine import EngineOptions
@@ -67,9 +67,6 @@ from monitor.statedir import StateDir, StateDirError
 from monitor.telemetry import Metrics, Telemetry, configure_logging, route_library_logs
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
-
-
-STORE_CONDITION = "checkpoint store"  # /readyz while the store cannot be reached
 
 
 class Daemon:
@@ -224,7 +221,8 @@ class Daemon:
         self.pipeline = Pipeline(self.decoder, engines, self.telemetry)
         self.keeper = Keeper(build_store(c.checkpoint, c.kafka, c.state.dir), engines, self.telemetry, self.healthy,
                              key=self._checkpoint_key, on_corrupt=c.checkpoint.on_corrupt,
-                             wall_clock=self.wall_clock)  # fmt: skip
+                             wall_clock=self.wall_clock, stopping=self.stopping,
+                             backoff=Backoff(*c.retry_backoff))  # fmt: skip
         self._warn_split(rs)
         try:  # before anything is consumed: a spool that cannot be written is fatal now
             self.delivery.open()
@@ -321,6 +319,11 @@ class Daemon:
         fsyncs already; this keeps the promise should that ever change), then the
         partitions' state is checkpointed with the offsets about to be committed."""
         self.delivery.flush()
+        if position is None and isinstance(self.source, FileSource):
+            # Outside a commit (an idle resolution, a reload) the state still goes with
+            # the positions it reflects: a file source's state without them would be
+            # restored onto an older positions file and count its lines twice.
+            position = self.source.positions()
         return await self.keeper.save(partitions, position) if self.keeper is not None else True
 
     async def _checkpoint_positions(self, positions: Any) -> bool:
@@ -516,4 +519,7 @@ class Daemon:
             self.telemetry.rules_swapped(engine.states)
             self._warn_split(rs)
             self._spool([], engine.resolutions(), int(self.wall_clock() * 1000))
+            # The episodes the reload ended, kept as ended should the daemon stop before
+            # the next commit (a revoke or a stop with nothing read does not checkpoint).
+            await self._checkpoint(src.held())
         return changes

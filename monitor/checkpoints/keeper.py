@@ -14,8 +14,11 @@ with its checkpoint restored, and is read on from the checkpoint's offset. The c
 not the committed offset, is the source of truth: the two differ only after a crash
 between the write and the commit, and then the checkpoint is the later one.
 
+A store that cannot be read (the broker away in the middle of a rebalance) is retried
+with backoff, the partitions waiting, for as long as it takes: no partition is read
+before its checkpoint can be, and a store that does not answer is not a corrupt one.
 A checkpoint that cannot be read falls back to the one before it (said, counted, and
-``/readyz`` degraded: its events are read again). With none readable, ``on_corrupt: stop``
+``/readyz`` degraded until that partition's next checkpoint: its events are read again). With none readable, ``on_corrupt: stop``
 (the default) stops the daemon with exit code 1, because starting empty silently forgets
 windows and suppressions an incident may be in the middle of; ``start_empty`` starts that
 partition empty, loudly.
@@ -23,6 +26,7 @@ partition empty, loudly.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
@@ -32,7 +36,10 @@ from monitor.checkpoints.base import Checkpoint, CheckpointError, Loaded, Store
 from monitor.engine import snapshot
 from monitor.engine.partitioned import Partitioned
 from monitor.health import DEGRADED, NOT_READY, Health
+from monitor.retry import Backoff, wait_or_stop
 from monitor.telemetry import Telemetry
+
+STORE_CONDITION = "checkpoint store"  # /readyz while the store cannot be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +54,8 @@ class Restored:
 class Keeper:
     def __init__(self, store: Store, engines: Partitioned, telemetry: Telemetry, health: Health, *,
                  key: Callable[[Hashable], str], on_corrupt: str = "stop",
-                 wall_clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+                 wall_clock: Callable[[], float] = time.time, stopping: asyncio.Event | None = None,
+                 backoff: Backoff | None = None) -> None:  # fmt: skip
         self.store = store
         self.engines = engines
         self.telemetry = telemetry
@@ -55,6 +63,8 @@ class Keeper:
         self.key = key  # a partition's checkpoint key
         self.on_corrupt = on_corrupt
         self.wall_clock = wall_clock
+        self.stopping = stopping  # ends the retries of an unreadable store
+        self.backoff = backoff or Backoff()
         self.fatal: str | None = None  # a checkpoint none of which is readable, with on_corrupt: stop
         self._started = False
 
@@ -76,21 +86,41 @@ class Keeper:
         A partition whose checkpoint is corrupt under ``on_corrupt: stop`` is left out:
         :attr:`fatal` says why, and the caller stops without reading it."""
         engines = self.engines
-        engines.drop([p for p, _ in engines if p not in partitions])
+        gone = [p for p, _ in engines if p not in partitions]
+        for p in gone:  # what another instance holds now is its to report on
+            self.health.clear(f"checkpoint {self.key(p)}")
+        engines.drop(gone)
         out = {p: Restored(slot.offset) for p, slot in engines if p in partitions}
         wanted = [p for p in partitions if p not in engines]
         if not wanted:
             return out
         keys = {self.key(p): p for p in wanted}
-        try:
-            found = await self.store.load(list(keys))
-        except CheckpointError as exc:  # the store unreadable: nothing is known of any partition
-            found = {key: Loaded(None, error=str(exc)) for key in keys}
+        found = await self._load(list(keys))
+        if found is None:  # stopping before the store answered: nothing is read
+            return out
         for key, p in keys.items():
             restored = self._restore(key, p, found[key])
             if restored is not None:
                 out[p] = restored
         return out
+
+    async def _load(self, keys: list[str]) -> dict[str, Loaded] | None:
+        """The store's answer for ``keys``, retried while the store cannot be read; None if
+        the daemon stops first."""
+        backoff = self.backoff
+        while True:
+            try:
+                found = await self.store.load(keys)
+            except Exception as exc:  # CheckpointError, Kafka's and the OS's: all "not now"
+                said = str(exc) if isinstance(exc, CheckpointError) else repr(exc)
+                self.telemetry.checkpoint_store_unavailable(self.store.name, said)
+                self.health.set(STORE_CONDITION, NOT_READY, f"checkpoint store ({self.store.name}): {said}")
+                if await wait_or_stop(self.stopping, backoff.next()):
+                    return None
+                continue
+            backoff.reset()
+            self.health.clear(STORE_CONDITION)
+            return found
 
     def _restore(self, key: str, p: Hashable, loaded: Loaded) -> Restored | None:
         engines = self.engines
@@ -162,5 +192,7 @@ class Keeper:
             return False
         for slot, mark in marks:
             slot.saved = mark
+        for key in batch:  # a fallback or an empty start is behind that partition now
+            self.health.clear(f"checkpoint {key}")
         self.telemetry.checkpoint_saved(len(batch), size, time.perf_counter() - t0)
         return True

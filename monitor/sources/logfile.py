@@ -193,6 +193,10 @@ class FileSource:
         """Before :meth:`start`: read on from where the restored checkpoint's state stops."""
         self._restored = positions if isinstance(positions, dict) else None
 
+    def positions(self) -> Any:
+        """Where the processed records end, per file: what a checkpoint taken now reflects."""
+        return self.follower.positions() if self.follower is not None else None
+
     def partition(self, stream: Any) -> str:
         return self.config.label  # the whole source is one stream of state
 

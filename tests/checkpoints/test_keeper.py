@@ -7,6 +7,7 @@ under each ``on_corrupt``.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from monitor.checkpoints.keeper import Keeper
 from monitor.engine import EngineOptions
 from monitor.engine.partitioned import Partitioned
 from monitor.health import DEGRADED, NOT_READY, Health
+from monitor.retry import Backoff
 from monitor.rules.loader import RuleSet, load_texts
 from monitor.telemetry import Metrics, Telemetry, configure_logging
 from tests.engine.test_properties import rule_yaml
@@ -213,16 +215,61 @@ async def test_a_checkpoint_whose_state_is_not_a_snapshot_counts_as_corrupt(
     assert h.keeper.fatal is not None and "cannot be restored" in h.keeper.fatal
 
 
-async def test_a_store_that_cannot_be_read_leaves_every_partition_unread(tmp_path: Path) -> None:
-    class Unreadable(DirectoryStore):
-        async def load(self, keys: list[str]) -> dict[str, Loaded]:
-            raise CheckpointError("the checkpoint topic cannot be read")
+async def test_a_store_that_cannot_be_read_is_retried_and_never_taken_for_corrupt(tmp_path: Path) -> None:
+    """The broker away in the middle of a rebalance: the partitions wait, /readyz says why,
+    and once the store answers they are restored as if nothing happened."""
 
-    h = Harness(tmp_path, store=Unreadable(tmp_path))
+    class Flaky(DirectoryStore):
+        failures = 2
+
+        async def load(self, keys: list[str]) -> dict[str, Loaded]:
+            if self.failures:
+                self.failures -= 1
+                raise CheckpointError("the checkpoint topic cannot be read (error code 5)")
+            return await super().load(keys)
+
+    await two_checkpoints(Harness(tmp_path / "checkpoints"))
+    h = Harness(tmp_path / "checkpoints", store=Flaky(tmp_path / "checkpoints"))
+    h.keeper.backoff = Backoff(0.01, 0.02)
     await h.keeper.start()
-    assert await h.keeper.restore({0, 1}) == {}
-    assert h.restores("corrupt") == 2 and h.keeper.fatal is not None
-    assert h.health.report().status == NOT_READY
+    restored = await h.keeper.restore({0})
+    assert restored[0].offset == 2 and h.keeper.fatal is None
+    assert h.restores("corrupt") == 0 and h.restores("restored") == 1
+    errors = h.telemetry.metrics.registry.get_sample_value(
+        "exfil_monitor_source_errors_total", {"kind": "checkpoint_store"})  # fmt: skip
+    assert errors == 2 and "error code 5" in h.log.getvalue()
+    assert h.health.report().status != NOT_READY, "answered: the condition is gone"
+
+
+async def test_a_stop_while_the_store_is_away_reads_nothing(tmp_path: Path) -> None:
+    class Away(DirectoryStore):
+        async def load(self, keys: list[str]) -> dict[str, Loaded]:
+            raise OSError(5, "Input/output error")
+
+    stopping = asyncio.Event()
+    h = Harness(tmp_path, store=Away(tmp_path))
+    h.keeper.stopping, h.keeper.backoff = stopping, Backoff(0.01, 0.02)
+    await h.keeper.start()
+    restoring = asyncio.create_task(h.keeper.restore({0, 1}))
+    await asyncio.sleep(0.05)
+    assert not restoring.done(), "still waiting for the store"
+    stopping.set()
+    assert await asyncio.wait_for(restoring, 2) == {}
+    assert 0 not in h.engines and h.keeper.fatal is None
+
+
+async def test_a_fallback_is_reported_until_that_partitions_next_checkpoint(
+    harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    await two_checkpoints(harness())
+    corrupt(tmp_path / "checkpoints" / "events.0.ckpt")
+    h = harness()
+    await h.keeper.start()
+    await h.keeper.restore({0})
+    assert h.health.report().status == DEGRADED
+    h.engines.process({0: [read(3, "a", T0 + 2)]}, {0: 2})
+    assert await h.keeper.save()
+    assert h.health.report().status == "ready"
 
 
 async def test_a_checkpoint_of_the_first_format_version_restores(tmp_path: Path) -> None:
