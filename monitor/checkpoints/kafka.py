@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -190,8 +191,15 @@ class KafkaStore:
             await consumer.seek_to_beginning(*tps)
             end = await consumer.end_offsets(tps)
             values: dict[bytes, bytes] = {}
-            while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            stall = self.config.request_timeout / 1000  # no record for this long: say so, be retried
+            last = time.monotonic()
+            while behind := [tp for tp in tps if await consumer.position(tp) < end[tp]]:
                 batch = await consumer.getmany(timeout_ms=1000)
+                if batch:
+                    last = time.monotonic()
+                elif time.monotonic() - last > stall:
+                    raise CheckpointError(f"reading the checkpoint topic {self.topic} stalled "
+                                          f"(partitions {[tp.partition for tp in behind]} behind their end)")  # fmt: skip
                 for recs in batch.values():
                     for r in recs:
                         if r.key is None:
