@@ -303,9 +303,13 @@ class Daemon:
         the offset to read it on from; a corrupt one (on_corrupt: stop) stops the daemon."""
         keeper = self.keeper
         assert keeper is not None
-        restored = await keeper.restore(partitions)
-        if keeper.fatal is not None:
-            self.request_stop("checkpoint")
+        try:
+            restored = await keeper.restore(partitions)
+        except Exception as exc:  # a bug: never read a partition whose state is not in place
+            keeper.fatal = f"restoring the assigned partitions failed: {exc!r}"
+            restored = {}
+        if keeper.fatal is not None and not self.stopping.is_set():
+            self.request_stop("checkpoint")  # once: a second request would exit at once
         self.telemetry.rules_swapped(self.engine.states if self.engine is not None else [])
         return {p: r.offset for p, r in restored.items()}
 
@@ -327,7 +331,7 @@ class Daemon:
         return await self.keeper.save(partitions, position) if self.keeper is not None else True
 
     async def _checkpoint_positions(self, positions: Any) -> bool:
-        return await self._checkpoint(None, positions)
+        return await self._checkpoint(self.source.held(), positions)
 
     def _warn_split(self, rs: RuleSet) -> None:
         c = self.config
@@ -425,13 +429,15 @@ class Daemon:
             dead.extend((recs[i], reason) for i, reason in bad)
         engines = self.engine
         assert engines is not None
-        alerts = pipeline.evaluate_streams(streams, offsets, started=t0, newest_ms=newest, now_ms=now_ms)
-        self._spool(alerts, engines.resolutions(), now_ms)
         try:
+            alerts = pipeline.evaluate_streams(streams, offsets, started=t0, newest_ms=newest, now_ms=now_ms)
+            self._spool(alerts, engines.resolutions(), now_ms)
             await source.dead_letter(dead)
-        except Abandoned:
-            # Not processed, so never committed: its state must not be checkpointed either
-            # (it holds the batch); the next owner restores the last checkpoint instead.
+        except BaseException:
+            # Not processed (a spool that cannot be written, dead letters abandoned at a
+            # stop), so never committed: nor may the state that holds the batch be
+            # checkpointed. Without their engines these partitions commit nothing more;
+            # the next start restores their last checkpoint and reads them again.
             engines.drop(offsets)
             raise
         source.processed(records)

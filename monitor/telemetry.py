@@ -337,6 +337,11 @@ class Telemetry:
         group gauge of rules gone, so neither holds a dropped rule's memory or value."""
         live = {id(s): s for s in states}
         self._synced = {k: v for k, v in self._synced.items() if live.get(k) is v[0]}
+        held: dict[str, int] = {}
+        for st in states:  # partitions given away take their groups with them
+            held[st.id] = held.get(st.id, 0) + len(st.groups)
+        for rid, n in held.items():
+            self.metrics.active_groups.labels(rule=rid).set(n)
         ids = {s.id for s in states}
         for labels in [tuple(sample.labels.values()) for metric in self.metrics.active_groups.collect()
                        for sample in metric.samples]:  # fmt: skip

@@ -6,8 +6,11 @@ import io
 import json
 
 import structlog
+from prometheus_client import CollectorRegistry
 
-from monitor.telemetry import configure_logging
+from monitor.engine.partitioned import Partitioned
+from monitor.telemetry import Metrics, Telemetry, configure_logging
+from tests.support.engine import T0, ruleset
 
 
 def test_two_loggers_write_to_their_own_streams_and_leave_structlog_alone() -> None:
@@ -29,3 +32,20 @@ def test_a_binary_stream_gets_bytes() -> None:
     out = io.BytesIO()
     configure_logging("json", "info", out).warning("bytes", value="é")
     assert json.loads(out.getvalue())["value"] == "é"
+
+
+def test_the_groups_gauge_sums_a_rule_over_partitions_and_drops_those_given_away() -> None:
+    rs = ruleset("rules:\n  - {id: r, severity: low, group_by: [actor.id], window: 1m, threshold: {gte: 99}}\n")
+    engines = Partitioned(rs)
+    for p, actors in ((0, "ab"), (1, "c")):
+        engines.process({p: [({"ts": T0, "actor": {"id": a}}, T0) for a in actors]}, {p: 1})
+    t = Telemetry(Metrics(CollectorRegistry()), configure_logging("json", "error", io.StringIO()))
+
+    def groups() -> float | None:
+        return t.metrics.registry.get_sample_value("exfil_monitor_active_groups", {"rule": "r"})
+
+    t.batch_done(engines, 0.01, T0, T0)
+    assert groups() == 3, "both partitions' groups"
+    engines.drop([0])  # a rebalance gave partition 0 to another instance
+    t.rules_swapped(engines.states)
+    assert groups() == 1

@@ -52,6 +52,8 @@ class Checkpoint:
             version, offset, written, digest = h["v"], h["offset"], h["written_at"], h["sha256"]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"unreadable header: {exc}") from None
+        if not isinstance(version, int) or not isinstance(digest, str):
+            raise ValueError(f"unreadable header: version {version!r}")
         if version > VERSION:
             raise ValueError(f"checkpoint version {version} is newer than this daemon's ({VERSION})")
         if not isinstance(offset, int) or offset < 0:

@@ -96,9 +96,13 @@ class KafkaStore:
         [described] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, self.topic)])
         configs = {name: value for name, value, *_ in described.resources[0][4]}
         policy = configs.get("cleanup.policy") or ""
-        if "compact" not in policy.split(","):
+        policies = {p.strip() for p in policy.split(",")}
+        # A partition that stays idle is not written again: with deletion its checkpoint
+        # would expire, and the partition silently restart empty.
+        if "compact" not in policies or ("delete" in policies and configs.get("retention.ms") != "-1"):
             raise CheckpointError(f"the checkpoint topic {self.topic} has cleanup.policy={policy or '?'}: it must be "
-                                  "compact, or old checkpoints are deleted (alter it, or set checkpoint.topic)")  # fmt: skip
+                                  "compact (or compact,delete with retention.ms=-1), or idle partitions' checkpoints "
+                                  "are deleted (alter it, or set checkpoint.topic)")  # fmt: skip
 
     async def _partitions(self) -> list[int]:
         """The topic's partitions as the broker says now (a consumer's cached metadata may
@@ -155,6 +159,8 @@ class KafkaStore:
                 out[key] = self._assemble(key, raw, records)
             except CheckpointError as exc:
                 out[key] = Loaded(None, error=str(exc))
+            except Exception as exc:  # a manifest that parses but is not one: corrupt, never "unavailable"
+                out[key] = Loaded(None, error=f"checkpoint {key}: malformed manifest: {exc!r}")
         return out
 
     def _assemble(self, key: str, raw: bytes, records: dict[bytes, bytes]) -> Loaded:

@@ -40,6 +40,7 @@ from monitor.retry import Backoff, wait_or_stop
 from monitor.telemetry import Telemetry
 
 STORE_CONDITION = "checkpoint store"  # /readyz while the store cannot be read
+FAILING_CONDITION = "checkpoints failing"  # /readyz while writes fail
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class Keeper:
         self.backoff = backoff or Backoff()
         self.fatal: str | None = None  # a checkpoint none of which is readable, with on_corrupt: stop
         self._started = False
+        self._saving = asyncio.Lock()
 
     async def start(self) -> None:
         if self._started:
@@ -130,7 +132,7 @@ class Keeper:
         if cp is not None:
             try:
                 misfits = snapshot.restore(engine, cp.state)
-            except (snapshot.SnapshotError, KeyError, TypeError, ValueError) as exc:
+            except Exception as exc:  # whole (checksummed) yet not restorable: corrupt all the same
                 error, engine = f"checkpoint {key}: the state cannot be restored: {exc!r}", engines.fresh()
         if error is not None:
             if self._corrupt(key, error):
@@ -169,7 +171,17 @@ class Keeper:
 
     async def save(self, partitions: Collection[Hashable] | None = None, position: Any = None) -> bool:
         """Checkpoint ``partitions`` (default: all held) whose state changed since their
-        last checkpoint; False if the store failed (then nothing may be committed)."""
+        last checkpoint; False if the store failed, or a partition's state was dropped (a
+        batch that failed half-way): then nothing may be committed. One save at a time:
+        a revoke's or a reload's may come while the loop's is being written."""
+        async with self._saving:
+            return await self._save(partitions, position)
+
+    async def _save(self, partitions: Collection[Hashable] | None, position: Any) -> bool:
+        if partitions is not None and (dropped := [p for p in partitions if p not in self.engines]):
+            self.telemetry.checkpoint_failed(self.store.name, f"no state for {[self.key(p) for p in dropped]}: "
+                                             "its batch failed, so its offset stays uncommitted")  # fmt: skip
+            return False
         now = int(self.wall_clock() * 1000)
         t0 = time.perf_counter()
         batch: dict[str, Checkpoint] = {}
@@ -189,7 +201,11 @@ class Keeper:
             size = await self.store.save(batch)
         except Exception as exc:  # a store's failures are many (Kafka, OS): none may commit
             self.telemetry.checkpoint_failed(self.store.name, repr(exc))
+            self.health.set(FAILING_CONDITION, DEGRADED,
+                            f"checkpoints failing ({self.store.name}: {exc!r}): offsets are not committed, and a "
+                            "restart would read everything since the last checkpoint again")  # fmt: skip
             return False
+        self.health.clear(FAILING_CONDITION)
         for slot, mark in marks:
             slot.saved = mark
         for key in batch:  # a fallback or an empty start is behind that partition now

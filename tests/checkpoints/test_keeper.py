@@ -128,6 +128,21 @@ async def test_a_failed_write_says_so_and_tells_the_caller_not_to_commit(tmp_pat
     assert h.saves("failed") == 1
     logged = h.log.getvalue()
     assert "checkpoint_failed" in logged and "No space left on device" in logged
+    report = h.health.report()
+    assert report.status == DEGRADED and any("checkpoints failing" in r for r in report.reasons)
+
+
+async def test_a_partition_whose_state_was_dropped_commits_nothing(harness: Callable[..., Harness]) -> None:
+    """A batch that failed half-way drops its partitions' engines (their state holds it):
+    the caller must not commit their offsets without a checkpoint behind them."""
+    h = harness()
+    await h.keeper.start()
+    await h.keeper.restore({0, 1})
+    h.engines.process({0: [read(1, "a", T0)], 1: [read(2, "b", T0)]}, {0: 1, 1: 1})
+    h.engines.drop([1])
+    assert await h.keeper.save({0, 1}) is False
+    assert h.saves("failed") == 1 and h.saves("saved") == 0
+    assert await h.keeper.save({0}) is True
 
 
 async def test_a_partition_handed_straight_back_keeps_its_engine_and_others_are_dropped(

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from monitor.checkpoints import Checkpoint, Store, key_of
+from monitor.checkpoints import Checkpoint, CheckpointError, Store, key_of
 from monitor.checkpoints.directory import DirectoryStore
 from monitor.checkpoints.kafka import KafkaStore
 from monitor.kafka_client import KafkaConfig
@@ -128,3 +128,40 @@ async def test_kafka_torn_save_falls_back_to_the_previous_slot(kafka_bootstrap: 
         assert configs["cleanup.policy"] == "compact"
     finally:
         await store.stop()
+
+
+async def test_kafka_a_manifest_that_parses_but_is_none_is_corrupt_not_unavailable(kafka_bootstrap: str) -> None:
+    """A readable record of the wrong shape under a key must fall back or be an error for
+    that key (on_corrupt decides), never an exception the keeper retries for ever."""
+    config = KafkaConfig(bootstrap_servers=[kafka_bootstrap], group_id="g", topics=["t"])
+    topic = f"ckpt-{uuid.uuid4().hex[:8]}.checkpoints"
+    store = KafkaStore(config, topic, replication_factor=1)
+    await store.start()
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b'["not", "a", "manifest"]', key=b"events.0")
+            await producer.send_and_wait(topic, b'{"slot": "a"}', key=b"events.1")
+        finally:
+            await producer.stop()
+        got = await KafkaStore(config, topic).load(["events.0", "events.1"])
+        for key in ("events.0", "events.1"):
+            assert got[key].checkpoint is None and got[key].error is not None, got[key]
+    finally:
+        await store.stop()
+
+
+async def test_kafka_a_topic_that_deletes_old_checkpoints_is_refused(kafka_bootstrap: str) -> None:
+    config = KafkaConfig(bootstrap_servers=[kafka_bootstrap], group_id="g", topics=["t"])
+    topic = f"ckpt-{uuid.uuid4().hex[:8]}.checkpoints"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact,delete"})])
+    finally:
+        await admin.close()
+    store = KafkaStore(config, topic, replication_factor=1)
+    with pytest.raises(CheckpointError, match=r"cleanup.policy=compact,delete: it must be compact"):
+        await store.start()
+    await store.stop()
