@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-format", default="jsonl", metavar="F",
                    help="how records become events: jsonl (default), pgaudit, mariadb-audit, mysql-audit, "
                    "cloudtrail, ocsf, or an input the rule files define (see docs/inputs.md)")  # fmt: skip
+    p.add_argument("--warmup", action="append", default=[], metavar="FILE",
+                   help="read FILE first to train the rules' state (windows, suppressions) without printing "
+                   "the alerts it raises; repeat for several files, in time order")  # fmt: skip
     _engine_args(p)
     p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines files, .gz too; - for standard input")
 
@@ -272,15 +275,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     fmt = _input_format(args.input_format, ruleset)
     if fmt is None:
         return 2
-    files = FileSource(args.files)
-    problems = files.check_readable()
+    files, warm_files = FileSource(args.files), FileSource(args.warmup)
+    problems = warm_files.check_readable() + files.check_readable()
     if problems:
         for p in problems:
             print(f"cannot read {p}", file=sys.stderr)
         return 1
     source: FileSource | MappedFileSource = files
+    warmup: FileSource | MappedFileSource | None = warm_files if args.warmup else None
     if args.input_format != "jsonl":
         source = MappedFileSource(args.files, fmt)
+        warmup = MappedFileSource(args.warmup, fmt) if args.warmup else None
     log = configure_logging("console", "warning", sys.stderr)
     telemetry = Telemetry(Metrics(), log, limiter=RateLimiter(per_minute=1, clock=lambda: 0.0))
     decoder = Decoder(time_field=args.time_field, max_future_skew_ms=args.max_future_skew)
@@ -290,7 +295,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         printer = Printer(args.format)
         resolved = printer.resolution if args.resolutions else None
-        stats = run_replay(source, decoder, engine, printer.alert, telemetry, progress, resolved)
+        stats = run_replay(source, decoder, engine, printer.alert, telemetry, progress, resolved, warmup)
     except OSError as exc:
         progress.done()
         print(f"cannot read input: {exc}", file=sys.stderr)

@@ -37,10 +37,16 @@ class ReplayStats(Counts):
     late: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     resolved: int | None = None  # episodes resolved, when they are printed
+    warm: Counts | None = None  # the --warmup files', when there were any
 
     def summary_lines(self) -> list[str]:
         rate = self.events / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"events read: {self.events} in {self.seconds:.2f}s ({rate:,.0f}/s)"]
+        lines = []
+        if self.warm is not None:
+            w = self.warm
+            lines.append(f"warm-up: {w.events} events read, {w.valid} used, {sum(w.invalid.values())} invalid, "
+                         f"{sum(w.alerts.values())} alerts held back")  # fmt: skip
+        lines.append(f"events read: {self.events} in {self.seconds:.2f}s ({rate:,.0f}/s)")
         lines.append(f"events used: {self.valid}")
         invalid = sum(self.invalid.values())
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(self.invalid.items()))
@@ -124,10 +130,22 @@ def run_replay(
     telemetry: Telemetry,
     progress: Progress | None = None,
     resolved: Callable[[Resolution], None] | None = None,
+    warmup: FileSource | MappedFileSource | None = None,
 ) -> ReplayStats:
     """``resolved``, when given, receives each episode's resolution (``--resolutions``);
-    without it they are collected and dropped, so a long replay holds none."""
+    without it they are collected and dropped, so a long replay holds none.
+
+    ``warmup``: events read first, as the beginning of the same timeline, that train
+    every rule's state (windows, suppressions, clocks) and emit nothing: what they would
+    have raised is counted as held back, and their episodes are forgotten."""
     stats = ReplayStats(resolved=None if resolved is None else 0)
+    if warmup is not None:
+        stats.warm = Counts()
+        warm = Pipeline(decoder, engine, telemetry, counts=stats.warm)
+        for batch in warmup.batches():
+            warm.feed(batch)
+            engine.resolutions()  # of alerts never sent: dropped
+        engine.warmed()  # the decoder carries on: the files that follow continue the timeline
 
     def ended(alerts: list[Alert], resolutions: list[Resolution]) -> None:
         if resolved is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ from monitor.rules.yamlpos import YamlProblem, load
 from monitor.telemetry import quiet_telemetry
 from monitor.timeparse import parse_duration, parse_ts
 
-CASE_KEYS = ("name", "rules", "events", "events_file", "input_format", "expect", "time_field", "allowed_lateness")
+CASE_KEYS = ("name", "rules", "warmup", "warmup_file", "events", "events_file", "input_format", "expect", "time_field",
+             "allowed_lateness")  # fmt: skip
 EXPECT_KEYS = ("rule", "group", "value", "fired_at")
 
 
@@ -128,10 +130,15 @@ def _run_case(path: Path, case: dict[str, Any], ruleset: RuleSet, result: CaseRe
         fmt = get_format(str(fmt_name), ruleset.inputs)
     except UnknownFormat as exc:
         result.problems.append(f"input_format: {exc}")
+    # warmup: events before the case's own, which train the rules' state and whose
+    # alerts are not expected (nor counted): the case checks what comes after them.
+    warm = "warmup" in case or "warmup_file" in case
     if fmt_name == "jsonl" or fmt is None:
         batches = [MappedBatch(str(path), 1, _event_lines(path, case, result))]
+        warm_batches = [MappedBatch(str(path), 1, _event_lines(path, case, result, "warmup"))] if warm else []
     else:
         batches = _mapped(path, case, fmt, result)
+        warm_batches = _mapped(path, case, fmt, result, "warmup") if warm else []
     expect = case.get("expect")
     if not isinstance(expect, list):
         result.problems.append("expect must be a list of alerts ([] for none)")
@@ -149,59 +156,72 @@ def _run_case(path: Path, case: dict[str, Any], ruleset: RuleSet, result: CaseRe
     engine = Engine(_subset(ruleset, ids), EngineOptions(allowed_lateness_ms=lateness))
     pipeline = Pipeline(decoder, engine, quiet_telemetry())
     alerts: list[Alert] = []
-    for batch in batches:
-        for line, reason, _ in batch.invalid:
-            result.problems.append(f"event {line} cannot be read as {fmt_name}: {reason}")
-        good, bad = pipeline.decode(batch.lines, lambda i: f"{path}: event {i + 1}")
-        for i, reason in bad:
-            n = batch.numbers[i] if batch.numbers else i + 1
-            result.problems.append(f"event {n} cannot be used: {reason}")
-        alerts.extend(pipeline.evaluate(good))
+    for label, part in (("warmup: ", warm_batches), ("", batches)):
+        for batch in part:
+            for line, reason, _ in batch.invalid:
+                result.problems.append(f"{label}event {line} cannot be read as {fmt_name}: {reason}")
+            good, bad = pipeline.decode(batch.lines, partial(_where, path, label))
+            for i, reason in bad:
+                n = batch.numbers[i] if batch.numbers else i + 1
+                result.problems.append(f"{label}event {n} cannot be used: {reason}")
+            fired = pipeline.evaluate(good)
+            if not label:
+                alerts.extend(fired)
+        if label and part:
+            engine.warmed()
     _compare(alerts, expect, result)
 
 
-def _mapped(path: Path, case: dict[str, Any], fmt: Format, result: CaseResult) -> list[MappedBatch]:
+def _where(path: Path, label: str, i: int) -> str:
+    return f"{path}: {label}event {i + 1}"
+
+
+def _mapped(path: Path, case: dict[str, Any], fmt: Format, result: CaseResult,
+            key: str = "events") -> list[MappedBatch]:  # fmt: skip
     """The case's records through ``fmt``; records are numbered by line (a file) or position."""
-    given = _case_input(path, case, result, as_records=True)
+    given = _case_input(path, case, result, as_records=True, key=key)
     if isinstance(given, Path):
         try:
             return list(MappedFileSource([str(given)], fmt).batches())
         except OSError as exc:
-            result.problems.append(f"events_file: {exc.strerror or exc}: {given}")
+            result.problems.append(f"{key}_file: {exc.strerror or exc}: {given}")
             return []
     return [map_records(fmt, str(path), given)] if given else []
 
 
-def _event_lines(path: Path, case: dict[str, Any], result: CaseResult) -> list[bytes]:
-    given = _case_input(path, case, result, as_records=False)
+def _event_lines(path: Path, case: dict[str, Any], result: CaseResult, key: str = "events") -> list[bytes]:
+    given = _case_input(path, case, result, as_records=False, key=key)
     if isinstance(given, Path):
         try:
             return [ln for ln in given.read_bytes().splitlines() if ln.strip()]
         except OSError as exc:
-            result.problems.append(f"events_file: {exc.strerror or exc}: {given}")
+            result.problems.append(f"{key}_file: {exc.strerror or exc}: {given}")
             return []
     return given
 
 
-def _case_input(path: Path, case: dict[str, Any], result: CaseResult, *, as_records: bool) -> Path | list[bytes]:
-    """A case's ``events_file`` (a path beside the test file) or its ``events`` as lines.
+def _case_input(path: Path, case: dict[str, Any], result: CaseResult, *, as_records: bool,
+                key: str = "events") -> Path | list[bytes]:  # fmt: skip
+    """A case's ``<key>_file`` (a path beside the test file) or its ``<key>`` as lines
+    (``key``: ``events``, or ``warmup`` for the events before them).
 
     With ``as_records`` (an input format other than jsonl) a string is one raw record as
     the source wrote it and an object its JSON; otherwise every entry is an event object.
     """
-    if "events" in case and "events_file" in case:
-        result.problems.append("give events or events_file, not both")
+    file_key = f"{key}_file"
+    if key in case and file_key in case:
+        result.problems.append(f"give {key} or {file_key}, not both")
         return []
-    if "events_file" in case:
-        return path.parent / str(case["events_file"])
-    events = case.get("events")
+    if file_key in case:
+        return path.parent / str(case[file_key])
+    events = case.get(key)
     if not isinstance(events, list):
-        result.problems.append("events must be a list of " + ("records" if as_records else "event objects"))
+        result.problems.append(f"{key} must be a list of " + ("records" if as_records else "event objects"))
         return []
     try:
         return [e.encode() if as_records and isinstance(e, str) else orjson.dumps(e) for e in events]
     except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
-        result.problems.append(f"events: cannot be written as JSON: {exc}")
+        result.problems.append(f"{key}: cannot be written as JSON: {exc}")
         return []
 
 

@@ -131,6 +131,15 @@ cases:
     allowed_lateness: 10m
     expect:
       - {{rule: bulk, group: {{actor.id: b}}, value: 100, fired_at: "2026-11-27T10:09:00Z"}}
+
+  - name: warm-up events fill the window, and the suppression of their held-back alerts holds
+    rules: [table-read, bulk]
+    warmup:
+      - {read("2026-11-27T10:00:00Z", rows=60)}
+    events:
+      - {read("2026-11-27T10:05:00Z", rows=40)}
+    expect:
+      - {{rule: bulk, group: {{actor.id: a}}, value: 100}}
 """
 
 BURST = (
@@ -152,6 +161,7 @@ def test_passing_cases(make_pack: Pack) -> None:
         ("a disabled rule runs when a case names it", True),
         ("and not otherwise", True),
         ("events from a file, another time field and lateness", True),
+        ("warm-up events fill the window, and the suppression of their held-back alerts holds", True),
     ], "\n".join(line for r in results for line in r.report())
     assert results[0].report() == [f"PASS {root / 'rules.test.yaml'}:2 one read of a customer table"]
 
@@ -216,8 +226,8 @@ def test_failing_cases_show_a_readable_diff(make_pack: Pack) -> None:
         (
             "{name: x, events: [], expect: [], colour: red, expected: []}",
             [
-                "unknown key 'colour' (expected name, rules, events, events_file, input_format, expect, time_field, allowed_lateness)",
-                "unknown key 'expected' (expected name, rules, events, events_file, input_format, expect, time_field, allowed_lateness)",
+                "unknown key 'colour' (expected name, rules, warmup, warmup_file, events, events_file, input_format, expect, time_field, allowed_lateness)",
+                "unknown key 'expected' (expected name, rules, warmup, warmup_file, events, events_file, input_format, expect, time_field, allowed_lateness)",
             ],
         ),
         ("{name: x, rules: [no-such-rule, bulk, nope2], events: [], expect: []}", ["unknown rule 'no-such-rule'", "unknown rule 'nope2'"]),
@@ -294,7 +304,7 @@ def test_the_command_fails_with_exit_1(make_pack: Pack, capsys: pytest.CaptureFi
     root = make_pack(FAILING + PASSING.split("cases:\n")[1])
     assert main(["test", str(root)]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "rule tests: 7 passed, 5 failed"
+    assert out[-1] == "rule tests: 8 passed, 5 failed"
     assert sum(line.startswith("FAIL ") for line in out) == 5
     assert '    unexpected: table-read {"actor.id":"c"} value=1 fired_at=2026-11-27T10:00:00.000Z' in out
 
