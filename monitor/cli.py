@@ -24,7 +24,9 @@ from monitor.telemetry import Metrics, RateLimiter, Telemetry, configure_logging
 from monitor.timeparse import parse_duration
 
 if TYPE_CHECKING:
+    from monitor.config import Config
     from monitor.inputs import Format
+    from monitor.sources.files import FileSource
 
 
 def bundled_rules() -> Path:
@@ -191,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --to-kafka: events per second, steadily (default: as fast as the broker takes them)")  # fmt: skip
     p.set_defaults(parser=p)
 
+    p = sub.add_parser("warmup", help="learn the daemon's first checkpoints from a shop's recent logs")
+    p.add_argument("--config", required=True, help="the daemon's configuration file")
+    p.add_argument("--partitioner", choices=defaults.PARTITIONERS, default="murmur2",
+                   help="how the producers place keys: murmur2 (Java client, aiokafka; default) or crc32 "
+                   "(librdkafka)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="replace checkpoints the consumer group has already")
+    p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines events, in time order, .gz too")
+
     p = sub.add_parser("run", help="run the daemon: consume events from Kafka and alert")
     p.add_argument("--config", required=True, metavar="FILE", help="the daemon's YAML config (see docs/configuration.md)")
 
@@ -276,10 +286,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if fmt is None:
         return 2
     files, warm_files = FileSource(args.files), FileSource(args.warmup)
-    problems = warm_files.check_readable() + files.check_readable()
-    if problems:
-        for p in problems:
-            print(f"cannot read {p}", file=sys.stderr)
+    if _unreadable(warm_files, files):
         return 1
     source: FileSource | MappedFileSource = files
     warmup: FileSource | MappedFileSource | None = warm_files if args.warmup else None
@@ -326,10 +333,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     fmt = _input_format(args.input_format, ruleset)
     if fmt is None:
         return 2
-    problems = FileSource(args.files).check_readable()
-    if problems:
-        for p in problems:
-            print(f"cannot read {p}", file=sys.stderr)
+    if _unreadable(FileSource(args.files)):
         return 1
 
     def source() -> Iterator[Batch]:
@@ -427,18 +431,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(ruleset, seed=args.seed, out=sys.stdout)
 
 
+def _unreadable(*sources: FileSource) -> bool:
+    """Files that cannot be opened, said before any event is read: True if there were any."""
+    problems = [p for source in sources for p in source.check_readable()]
+    for p in problems:
+        print(f"cannot read {p}", file=sys.stderr)
+    return bool(problems)
+
+
+def _load_config(path: str) -> Config | None:
+    """The daemon's configuration, or None with every problem printed (FILE:LINE:COL)."""
+    from monitor.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {path}", file=sys.stderr)
+        return None
+
+
+def cmd_warmup(args: argparse.Namespace) -> int:
+    from monitor.warmup import WarmupError, run
+
+    config = _load_config(args.config)
+    if config is None:
+        return 1
+    ruleset = _load(config.rules.path)
+    if ruleset is None:
+        return 1
+    from monitor.sources.files import FileSource
+
+    if _unreadable(FileSource(args.files)):
+        return 1
+    try:
+        result = run(config, ruleset, args.files, args.partitioner, args.force)
+    except WarmupError as exc:
+        print(f"warmup: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the broker or the store: said in one line, no traceback
+        print(f"warmup failed: {exc!r}", file=sys.stderr)
+        return 1
+    c = result.counts
+    print(f"warm events: {c.events} read, {c.valid} used, {sum(c.invalid.values())} invalid, "
+          f"{result.unkeyed} without a key ({config.kafka.key_field if config.kafka else ''}), "
+          f"{sum(c.alerts.values())} alerts held back", file=sys.stderr)  # fmt: skip
+    for part in sorted(result.offsets):
+        print(f"  partition {part}: {result.groups[part]} groups, the daemon reads on from offset "
+              f"{result.offsets[part]}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
     from monitor.app import Daemon
-    from monitor.config import ConfigError, load_config
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) in {args.config}", file=sys.stderr)
+    config = _load_config(args.config)
+    if config is None:
         return 1
     tune_gc()
     return asyncio.run(Daemon(config).run())
@@ -451,6 +502,7 @@ COMMANDS = {
     "test": cmd_test,
     "simulate": cmd_simulate,
     "demo": cmd_demo,
+    "warmup": cmd_warmup,
     "run": cmd_run,
 }
 

@@ -23,3 +23,6 @@ def duration_text(ms: int) -> str:
     if ms % 1000 == 0:
         return f"{ms // 1000}s"
     return f"{ms}ms"
+# How producers place a record key on a partition (monitor.warmup): murmur2 is the Java
+# client's and aiokafka's default, crc32 librdkafka's.
+PARTITIONERS = ("murmur2", "crc32")

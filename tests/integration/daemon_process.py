@@ -207,12 +207,16 @@ class DaemonProcess:
 # ---------------------------------------------------------------- Kafka helpers
 
 
-async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
-    """Produce keyed messages in order and wait for all acks; returns (partition, offset) each."""
+async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes, bytes]],
+                  timestamps: Sequence[int] | None = None) -> list[tuple[int, int]]:  # fmt: skip
+    """Produce keyed messages in order and wait for all acks; returns (partition, offset)
+    each. ``timestamps``: the records' CreateTime (default: when sent)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10, max_batch_size=262_144)
     await producer.start()
     try:
-        futures = [await producer.send(topic, value=v, key=k) for k, v in messages]
+        stamps = list(timestamps) if timestamps is not None else [None] * len(messages)
+        futures = [await producer.send(topic, value=v, key=k, timestamp_ms=t)
+                   for (k, v), t in zip(messages, stamps, strict=True)]  # fmt: skip
         sent = await asyncio.gather(*futures)
     finally:
         await producer.stop()
