@@ -59,6 +59,9 @@ class KafkaStore:
             producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=True,
                                         max_request_size=self.chunk_bytes + 65536)  # fmt: skip
             await producer.start()
+            # The topic's metadata now, not at the first save: that save would otherwise
+            # hold the daemon's loop for the metadata round trips.
+            await producer.partitions_for(self.topic)
         except CheckpointError:
             raise
         except Exception as exc:  # aiokafka's many error kinds: said as the source says them
