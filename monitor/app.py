@@ -33,12 +33,11 @@ from zoneinfo import ZoneInfo
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
-from monitor.checkpoints.base import CheckpointError, key_of
+from monitor.checkpoints.base import key_of
 from monitor.checkpoints.config import build_store
-from monitor.checkpoints.keeper import STORE_CONDITION, Keeper
+from monitor.checkpoints.keeper import Keeper
 from monitor.config import Config
 from monitor.decode import Decoder
-from monitor.engine import EngineOptions
 from monitor.engine.alert import Alert
 from monitor.engine.episodes import Resolution
 from monitor.engine.partitioned import Partitioned, split_rules
@@ -55,11 +54,10 @@ from monitor.pipeline import Pipeline
 from monitor.privacy import Masker
 from monitor.problems import Problem
 from monitor.reload import Reloader
-from monitor.retry import Abandoned, Backoff, RetryPolicy, wait_or_stop
+from monitor.retry import Abandoned, Backoff, RetryPolicy
 from monitor.rules.errors import RuleLoadError
 from monitor.rules.loader import RuleSet
 from monitor.sources import Source, SourceContext, build_source
-from monitor.sources.aio import quietly as aio_quietly
 from monitor.sources.base import Batch, SourceUnavailable
 from monitor.sources.kafka import KafkaSource
 from monitor.sources.logfile import FileSource
@@ -212,11 +210,7 @@ class Daemon:
             return EXIT_FAILED
         if not self._bind_format(rs):
             return EXIT_FAILED
-        e = c.engine
-        options = EngineOptions(allowed_lateness_ms=e.allowed_lateness, max_groups_per_rule=e.max_groups_per_rule,
-                                distinct_exact_limit=e.distinct_exact_limit,
-                                template_field=self.masker.field)  # fmt: skip
-        engines = self.engine = Partitioned(rs, options)
+        engines = self.engine = Partitioned(rs, c.engine.options(template_field=self.masker.field))
         self.telemetry.episodes_watched(engines.episode_count)
         self.pipeline = Pipeline(self.decoder, engines, self.telemetry)
         self.keeper = Keeper(build_store(c.checkpoint, c.kafka, c.state.dir), engines, self.telemetry, self.healthy,
@@ -271,24 +265,12 @@ class Daemon:
         return code
 
     async def _start_checkpoints(self) -> bool:
-        """The store first (a Kafka store makes its topic), retried while it fails: no
-        partition may be read before its checkpoint can be. A file source is one
-        partition, restored now, before it opens its files."""
+        """The checkpoint store (retried by the keeper until it answers); a file source is
+        one partition, restored now, before it opens its files."""
         keeper = self.keeper
         assert keeper is not None
-        backoff = Backoff(*self.config.retry_backoff)
-        while True:
-            try:
-                await keeper.start()
-                self.healthy.clear(STORE_CONDITION)
-                break
-            except Exception as exc:  # Kafka or OS errors, many kinds: all mean "not yet"
-                await aio_quietly(keeper.stop())
-                said = str(exc) if isinstance(exc, CheckpointError) else repr(exc)
-                self.telemetry.checkpoint_store_unavailable(keeper.store.name, said)
-                self.healthy.set(STORE_CONDITION, NOT_READY, f"checkpoint store ({keeper.store.name}): {said}")
-                if await wait_or_stop(self.stopping, backoff.next()):
-                    return False
+        if not await keeper.start():
+            return False
         if isinstance(self.source, FileSource):
             label = self.source.partition(None)
             restored = await keeper.restore({label})

@@ -14,9 +14,9 @@ model: :func:`load_config` hands it :class:`Config`. Callers import everything f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -25,6 +25,7 @@ from monitor.checkpoints.config import CheckpointConfig as CheckpointConfig
 from monitor.configload import ENV_PREFIX as ENV_PREFIX
 from monitor.configload import ConfigError as ConfigError
 from monitor.configtypes import ByteSize, Duration, KeyProblem, Model, PositiveInt, RelPath
+from monitor.engine.engine import EngineOptions
 from monitor.kafka_client import KafkaConfig as KafkaConfig
 from monitor.kafka_client import SaslConfig as SaslConfig
 from monitor.kafka_client import SslConfig as SslConfig
@@ -61,6 +62,11 @@ class EngineConfig(Model):
     # A source idle this long (caught up, no events) lets resolutions whose resolved_at
     # the wall clock has passed go out, at that same resolved_at (monitor.engine.episodes).
     idle_resolve_after: Duration = Field(default=30_000, gt=0)
+
+    def options(self, template_field: Callable[[str, Any], Any] | None = None) -> EngineOptions:
+        """The engine's options from this section (the daemon's and ``warmup``'s)."""
+        return EngineOptions(allowed_lateness_ms=self.allowed_lateness, max_groups_per_rule=self.max_groups_per_rule,
+                             distinct_exact_limit=self.distinct_exact_limit, template_field=template_field)  # fmt: skip
 
 
 class HttpConfig(Model):

@@ -71,6 +71,21 @@ async def _probe(server: str, options: dict[str, Any]) -> str | None:
     return None
 
 
+async def describe_partitions(options: dict[str, Any], topic: str) -> tuple[list[int], int]:
+    """``topic``'s partitions as the broker says now (a client's cached metadata may not know
+    a topic made a moment ago), with the broker's error code (0: none)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    parts = sorted(p["partition"] for p in described.get("partitions") or [])
+    return parts, int(described.get("error_code") or 0)
+
+
 class SslConfig(Model):
     cafile: RelPath | None = None
     certfile: RelPath | None = None

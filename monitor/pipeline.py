@@ -86,14 +86,12 @@ class Pipeline:
             self.telemetry.invalid_event(reason, sample(raw), where(i))
         return good, bad
 
-    def evaluate(self, good: list[tuple[Event, int]], *, clock: int | None = None, started: float | None = None,
-                 newest_ms: int | None = None, now_ms: int | None = None) -> list[Alert]:  # fmt: skip
-        """The engine over decoded events; ``started`` is when the batch's work began
-        (default: now), for the batch-duration metric."""
-        t0 = time.perf_counter() if started is None else started
+    def evaluate(self, good: list[tuple[Event, int]]) -> list[Alert]:
+        """One engine over decoded events (replay, rule tests)."""
+        t0 = time.perf_counter()
         engine = self.engine
         assert isinstance(engine, Engine)
-        return self._done(engine.process(good, clock=clock), t0, newest_ms, now_ms)
+        return self._done(engine.process(good), t0, None, None)
 
     def evaluate_streams(self, streams: Mapping[Hashable, list[tuple[Event, int]]], offsets: Mapping[Hashable, int], *,
                          started: float, newest_ms: int | None, now_ms: int | None) -> list[Alert]:  # fmt: skip
@@ -118,7 +116,7 @@ class Pipeline:
         """A batch of lines from a file (or mapped from an input format) all the way through."""
         if isinstance(batch, MappedBatch):
             self._mapped(batch)
-        good, _ = self.decode(batch.lines, lambda i: _where(batch, i))
+        good, _ = self.decode(batch.lines, lambda i: where_in(batch, i))
         return self.evaluate(good)
 
     def finish(self) -> None:
@@ -146,7 +144,8 @@ class Pipeline:
             self.telemetry.invalid_event(reason, sample(raw), f"{batch.name}:{line}")
 
 
-def _where(batch: Batch, i: int) -> str:
+def where_in(batch: Batch, i: int) -> str:
+    """Where line ``i`` of a file batch is, for messages: ``FILE:LINE``."""
     if i < 0:  # held from the previous batch, rejected now
         return f"{batch.name}:before line {batch.first_line}"
     return f"{batch.name}:{batch.line_number(i)}"

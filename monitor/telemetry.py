@@ -337,11 +337,7 @@ class Telemetry:
         group gauge of rules gone, so neither holds a dropped rule's memory or value."""
         live = {id(s): s for s in states}
         self._synced = {k: v for k, v in self._synced.items() if live.get(k) is v[0]}
-        held: dict[str, int] = {}
-        for st in states:  # partitions given away take their groups with them
-            held[st.id] = held.get(st.id, 0) + len(st.groups)
-        for rid, n in held.items():
-            self.metrics.active_groups.labels(rule=rid).set(n)
+        self._set_active_groups(states)  # partitions given away take their groups with them
         ids = {s.id for s in states}
         for labels in [tuple(sample.labels.values()) for metric in self.metrics.active_groups.collect()
                        for sample in metric.samples]:  # fmt: skip
@@ -588,8 +584,8 @@ class Telemetry:
         # One rule has a state in every partition's engine: counters add up on their own,
         # the groups gauge is summed per rule. States of partitions given away are pruned.
         synced_now: dict[int, tuple[Any, list[Any], list[int]]] = {}
-        groups: dict[str, tuple[Any, int]] = {}
-        for state in engine.states:
+        states = engine.states
+        for state in states:
             synced = self._synced.get(id(state))
             if synced is None or synced[0] is not state:
                 synced = self._children(state)
@@ -603,11 +599,15 @@ class Telemetry:
                 if value > last[i]:
                     children[i].inc(value - last[i])
                     last[i] = value
-            held = groups.get(state.id)
-            groups[state.id] = (children[6], len(state.groups) + (held[1] if held else 0))
         self._synced = synced_now
-        for gauge, n in groups.values():
-            gauge.set(n)
+        self._set_active_groups(states)
+
+    def _set_active_groups(self, states: Sequence[Any]) -> None:
+        held: dict[str, int] = {}
+        for st in states:
+            held[st.id] = held.get(st.id, 0) + len(st.groups)
+        for rid, n in held.items():
+            self.metrics.active_groups.labels(rule=rid).set(n)
 
     def _children(self, state: Any) -> tuple[Any, list[Any], list[int]]:
         """The rule's labelled metrics, looked up once: ``labels()`` costs more than the
@@ -618,7 +618,6 @@ class Telemetry:
             m.rule_matches.labels(rule=rid), m.events_late.labels(rule=rid),
             m.group_evictions.labels(rule=rid), m.distinct_approximations.labels(rule=rid),
             m.rule_type_mismatches.labels(rule=rid), m.saturated_sums.labels(rule=rid),
-            m.active_groups.labels(rule=rid),
         ]  # fmt: skip
         return state, children, [0, 0, 0, 0, 0, 0]
 

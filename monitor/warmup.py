@@ -24,6 +24,7 @@ newer than any log) unless ``--force``.
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -31,7 +32,6 @@ from functools import partial
 from typing import cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
 from monitor.checkpoints.base import key_of
@@ -39,11 +39,11 @@ from monitor.checkpoints.config import build_store
 from monitor.checkpoints.keeper import Keeper
 from monitor.config import Config
 from monitor.decode import Decoder
-from monitor.engine.engine import EngineOptions
 from monitor.engine.partitioned import Partitioned
 from monitor.event import Event, getter
 from monitor.health import Health
-from monitor.pipeline import Counts, Pipeline
+from monitor.kafka_client import describe_partitions
+from monitor.pipeline import Counts, Pipeline, where_in
 from monitor.rules.loader import RuleSet
 from monitor.sources.files import FileSource
 from monitor.telemetry import quiet_telemetry
@@ -77,16 +77,13 @@ async def warm(config: Config, ruleset: RuleSet, files: Iterable[str], *, partit
     topic = kafka.topics[0]
     place = PARTITIONERS[partitioner]
     n = await _partitions(config, topic)
-    options = EngineOptions(allowed_lateness_ms=config.engine.allowed_lateness,
-                            max_groups_per_rule=config.engine.max_groups_per_rule,
-                            distinct_exact_limit=config.engine.distinct_exact_limit)  # fmt: skip
-    engines = Partitioned(ruleset, options)
+    engines = Partitioned(ruleset, config.engine.options())
     result = WarmResult()
     decoder = Decoder(time_field=config.engine.time_field, max_future_skew_ms=0)  # logs of the past
     pipeline = Pipeline(decoder, engines, quiet_telemetry(), counts=result.counts)
     key_of_event = getter(kafka.key_field)
     for batch in FileSource(list(files)).batches():
-        good, _ = pipeline.decode(batch.lines, partial(_where, batch.name))
+        good, _ = pipeline.decode(batch.lines, partial(where_in, batch))
         streams: dict[Hashable, list[tuple[Event, int]]] = {}
         for e, ts in good:
             value = key_of_event(e)
@@ -95,7 +92,7 @@ async def warm(config: Config, ruleset: RuleSet, files: Iterable[str], *, partit
                 continue
             streams.setdefault(place(str(value).encode(), n), []).append((e, ts))
             result.newest_ms = ts if result.newest_ms is None else max(result.newest_ms, ts)
-        engines.process(streams, {})
+        pipeline.evaluate_streams(streams, {}, started=time.perf_counter(), newest_ms=None, now_ms=None)
         engines.resolutions()  # of alerts held back
     for p in range(n):
         if p not in engines:
@@ -124,21 +121,10 @@ async def warm(config: Config, ruleset: RuleSet, files: Iterable[str], *, partit
     return result
 
 
-def _where(name: str, i: int) -> str:
-    return f"{name}:{i + 1}"
-
-
 async def _partitions(config: Config, topic: str) -> int:
-    """The topic's partition count as the broker says now."""
     assert config.kafka is not None
-    admin = AIOKafkaAdminClient(**config.kafka.client_options())
-    await admin.start()
-    try:
-        [described] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    parts = described.get("partitions") or []
-    if described.get("error_code") or not parts:
+    parts, error = await describe_partitions(config.kafka.client_options(), topic)
+    if error or not parts:
         raise WarmupError(f"topic {topic} does not exist (or has no partitions): create it first")
     return len(parts)
 

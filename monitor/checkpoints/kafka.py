@@ -30,7 +30,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from monitor.checkpoints.base import Checkpoint, CheckpointError, Loaded
-from monitor.kafka_client import KafkaConfig, explain
+from monitor.kafka_client import KafkaConfig, describe_partitions, explain
 
 CHUNK_BYTES = 512 * 1024  # well under Kafka's default message.max.bytes (1 MiB)
 TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"}
@@ -108,18 +108,11 @@ class KafkaStore:
                                   "are deleted (alter it, or set checkpoint.topic)")  # fmt: skip
 
     async def _partitions(self) -> list[int]:
-        """The topic's partitions as the broker says now (a consumer's cached metadata may
-        not know the topic yet, and "no checkpoint" must never mean "not looked")."""
-        admin = AIOKafkaAdminClient(**self.config.client_options())
-        await admin.start()
-        try:
-            [described] = await admin.describe_topics([self.topic])
-        finally:
-            await admin.close()
-        parts = sorted(p["partition"] for p in described.get("partitions", []))
-        if described.get("error_code") or not parts:
-            raise CheckpointError(f"the checkpoint topic {self.topic} cannot be read "
-                                  f"(error code {described.get('error_code')})")  # fmt: skip
+        """The topic's partitions as the broker says now: "no checkpoint" must never mean
+        "not looked"."""
+        parts, error = await describe_partitions(self.config.client_options(), self.topic)
+        if error or not parts:
+            raise CheckpointError(f"the checkpoint topic {self.topic} cannot be read (error code {error})")
         return parts
 
     # -------------------------------------------------------------------- save

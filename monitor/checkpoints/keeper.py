@@ -70,11 +70,23 @@ class Keeper:
         self._started = False
         self._saving = asyncio.Lock()
 
-    async def start(self) -> None:
+    async def start(self) -> bool:
+        """Start the store (a Kafka store makes its topic), retried with backoff while it
+        fails: no partition may be read before its checkpoint can be. False if the daemon
+        stops first."""
         if self._started:
             raise RuntimeError("the checkpoint keeper was started already")
-        await self.store.start()
-        self._started = True
+        while True:
+            try:
+                await self.store.start()
+            except Exception as exc:  # Kafka's, the OS's, CheckpointError: all "not yet"
+                await self.store.stop()  # idempotent: what the failed start opened
+                if not await self._unavailable(exc):
+                    return False
+                continue
+            self._available()
+            self._started = True
+            return True
 
     async def stop(self) -> None:
         self._started = False
@@ -109,20 +121,26 @@ class Keeper:
     async def _load(self, keys: list[str]) -> dict[str, Loaded] | None:
         """The store's answer for ``keys``, retried while the store cannot be read; None if
         the daemon stops first."""
-        backoff = self.backoff
         while True:
             try:
                 found = await self.store.load(keys)
             except Exception as exc:  # CheckpointError, Kafka's and the OS's: all "not now"
-                said = str(exc) if isinstance(exc, CheckpointError) else repr(exc)
-                self.telemetry.checkpoint_store_unavailable(self.store.name, said)
-                self.health.set(STORE_CONDITION, NOT_READY, f"checkpoint store ({self.store.name}): {said}")
-                if await wait_or_stop(self.stopping, backoff.next()):
+                if not await self._unavailable(exc):
                     return None
                 continue
-            backoff.reset()
-            self.health.clear(STORE_CONDITION)
+            self._available()
             return found
+
+    async def _unavailable(self, exc: BaseException) -> bool:
+        """Say that the store failed, wait the backoff; False if the daemon stops meanwhile."""
+        said = str(exc) if isinstance(exc, CheckpointError) else repr(exc)
+        self.telemetry.checkpoint_store_unavailable(self.store.name, said)
+        self.health.set(STORE_CONDITION, NOT_READY, f"checkpoint store ({self.store.name}): {said}")
+        return not await wait_or_stop(self.stopping, self.backoff.next())
+
+    def _available(self) -> None:
+        self.backoff.reset()
+        self.health.clear(STORE_CONDITION)
 
     def _restore(self, key: str, p: Hashable, loaded: Loaded) -> Restored | None:
         engines = self.engines

@@ -168,7 +168,6 @@ class Engine:
         """The end of a warm-up (``replay --warmup``): its events trained the windows,
         suppressions and clocks, and the alerts they raised were held back, so their
         episodes are forgotten rather than resolved (nobody was told they opened)."""
-        self.episodes.take()
         self.episodes = Episodes(self.options.allowed_lateness_ms)
 
     def _maybe_sweep(self, now: int | None) -> None:

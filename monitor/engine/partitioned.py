@@ -75,12 +75,13 @@ class Partitioned:
         without checkpoints to restore (or the first run) starts that way anyway."""
         alerts: list[Alert] = []
         for stream, events in streams.items():
-            slot = self.slots.get(stream) or self.add(stream, self.fresh(), None)
-            alerts.extend(slot.engine.process(events))
+            alerts.extend(self._slot(stream).engine.process(events))
         for stream, offset in offsets.items():
-            slot = self.slots.get(stream) or self.add(stream, self.fresh(), None)
-            slot.offset = offset
+            self._slot(stream).offset = offset
         return alerts
+
+    def _slot(self, stream: Hashable) -> Slot:
+        return self.slots.get(stream) or self.add(stream, self.fresh(), None)
 
     def resolutions(self) -> list[Resolution]:
         return _by_time(r for _, s in self for r in s.engine.resolutions())

@@ -61,8 +61,8 @@ class KafkaSource:
         self.before_commit = before_commit
         self.on_assign = on_assign
         self.commit_interval = commit_interval
-        # Assignments seen (a generation), the one a fetch started in, and the generation in
-        # which each partition was last sought: see owned().
+        # Assignments seen (a generation), the one the last fetch's records were taken in,
+        # and the generation in which each partition was last sought: see owned().
         self._generation = 0
         self._fetch_generation = 0
         self._sought: dict[TopicPartition, int] = {}

@@ -12,6 +12,7 @@ import io
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -173,14 +174,19 @@ async def two_checkpoints(h: Harness) -> None:
     await h.keeper.save()
 
 
-async def test_a_corrupt_checkpoint_falls_back_to_the_previous_one_loudly(
-    harness: Callable[..., Harness], tmp_path: Path
-) -> None:
+async def with_newest_corrupt(harness: Callable[..., Harness], tmp_path: Path) -> tuple[Harness, dict[Any, Any]]:
+    """Two checkpoints of partition 0, the newer one damaged at rest, restored by a new keeper."""
     await two_checkpoints(harness())
     corrupt(tmp_path / "checkpoints" / "events.0.ckpt")
     h = harness()
     await h.keeper.start()
-    restored = await h.keeper.restore({0})
+    return h, await h.keeper.restore({0})
+
+
+async def test_a_corrupt_checkpoint_falls_back_to_the_previous_one_loudly(
+    harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    h, restored = await with_newest_corrupt(harness, tmp_path)
     assert restored[0].offset == 1, "the previous checkpoint, whose later events are read again"
     assert h.restores("fell_back") == 1
     report = h.health.report()
@@ -276,11 +282,7 @@ async def test_a_stop_while_the_store_is_away_reads_nothing(tmp_path: Path) -> N
 async def test_a_fallback_is_reported_until_that_partitions_next_checkpoint(
     harness: Callable[..., Harness], tmp_path: Path
 ) -> None:
-    await two_checkpoints(harness())
-    corrupt(tmp_path / "checkpoints" / "events.0.ckpt")
-    h = harness()
-    await h.keeper.start()
-    await h.keeper.restore({0})
+    h, _ = await with_newest_corrupt(harness, tmp_path)
     assert h.health.report().status == DEGRADED
     h.engines.process({0: [read(3, "a", T0 + 2)]}, {0: 2})
     assert await h.keeper.save()
