@@ -19,6 +19,7 @@ which :meth:`Daemon.run` installs and removes.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -35,13 +37,15 @@ from prometheus_client import CollectorRegistry
 from monitor import __version__
 from monitor.checkpoints.base import key_of
 from monitor.checkpoints.config import build_store
-from monitor.checkpoints.keeper import Keeper
+from monitor.checkpoints.keeper import Keeper, Restored
 from monitor.config import Config
 from monitor.decode import Decoder
 from monitor.engine.alert import Alert
 from monitor.engine.episodes import Resolution
-from monitor.engine.partitioned import Partitioned, split_rules
+from monitor.engine.partitioned import Partitioned
 from monitor.engine.reload import Plan
+from monitor.engine.repartition import ROUTE_FIELD, Router
+from monitor.event import PROVENANCE
 from monitor.health import DEGRADED, NOT_READY, Condition, Health, Report
 from monitor.http import HttpServer, Limits
 from monitor.httpauth import TokenAuth
@@ -61,10 +65,22 @@ from monitor.sources import Source, SourceContext, build_source
 from monitor.sources.base import Batch, SourceUnavailable
 from monitor.sources.kafka import KafkaSource
 from monitor.sources.logfile import FileSource
+from monitor.sources.repartition import Forwarded, admit, chunks, decode, partitioner
 from monitor.statedir import StateDir, StateDirError
 from monitor.telemetry import Metrics, Telemetry, configure_logging, route_library_logs
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+@dataclass
+class _Read:
+    """What :meth:`Daemon._read` made of a batch."""
+
+    streams: dict[Any, list[tuple[dict[str, Any], int]]] = field(default_factory=dict)  # partition -> its events
+    offsets: dict[Any, int] = field(default_factory=dict)  # partition -> the first record after the batch
+    dead: list[tuple[Any, str]] = field(default_factory=list)
+    forwards: list[list[tuple[int, int, Forwarded]]] = field(default_factory=list)  # per source partition
+    newest: int | None = None
 
 
 class Daemon:
@@ -108,6 +124,8 @@ class Daemon:
         self.http_port: int | None = None
         self._signals = 0
         self._last_events = time.monotonic()  # when a fetch last brought records
+        self._keyed = config.kafka is None or config.kafka.keyed  # else every record's key is "wrong"
+        self._place = partitioner(1)  # a key's internal partition, once the source knows how many
 
     def _source(self) -> Source:
         """``kafka:`` or the one item of ``sources:`` (the config allows exactly one)."""
@@ -210,14 +228,15 @@ class Daemon:
             return EXIT_FAILED
         if not self._bind_format(rs):
             return EXIT_FAILED
-        engines = self.engine = Partitioned(rs, c.engine.options(template_field=self.masker.field))
+        router = Router(c.kafka.key_field, c.kafka.keyed, c.kafka.repartition_topic) if c.kafka is not None else None
+        engines = self.engine = Partitioned(rs, c.engine.options(template_field=self.masker.field), router)
         self.telemetry.episodes_watched(engines.episode_count)
         self.pipeline = Pipeline(self.decoder, engines, self.telemetry)
         self.keeper = Keeper(build_store(c.checkpoint, c.kafka, c.state.dir), engines, self.telemetry, self.healthy,
                              key=self._checkpoint_key, on_corrupt=c.checkpoint.on_corrupt,
                              wall_clock=self.wall_clock, stopping=self.stopping,
                              backoff=Backoff(*c.retry_backoff))  # fmt: skip
-        self._warn_split(rs)
+        self._say_repartitioned(rs)
         try:  # before anything is consumed: a spool that cannot be written is fatal now
             self.delivery.open()
         except SpoolError as exc:
@@ -244,6 +263,8 @@ class Daemon:
         try:
             await self.delivery.start()  # each output's drain starts its output on its own
             if await self._start_checkpoints() and await self.source.start(self.stopping):
+                if isinstance(self.source, KafkaSource):
+                    self._place = partitioner(self.source.internal_partitions)
                 self.telemetry.lifecycle("running")
                 self._watch_rules()
                 await self._loop()
@@ -293,7 +314,17 @@ class Daemon:
         if keeper.fatal is not None and not self.stopping.is_set():
             self.request_stop("checkpoint")  # once: a second request would exit at once
         self.telemetry.rules_swapped(self.engine.states if self.engine is not None else [])
-        return {p: r.offset for p, r in restored.items()}
+        return {p: self._read_from(p, r) for p, r in restored.items()}
+
+    def _read_from(self, partition: Any, restored: Restored) -> int | None:
+        """Where to read on: the checkpoint's offset (None: the committed one). An internal
+        partition without any checkpoint was never counted (its offsets are committed only
+        after one), so it is read from its start, whatever ``auto_offset_reset`` says of the
+        events' topics ("latest" would skip what was forwarded before anyone read it)."""
+        source = self.source
+        if restored.offset is None and not restored.found and isinstance(source, KafkaSource) and source.internal(partition):
+            return 0
+        return restored.offset
 
     def _checkpoint_key(self, partition: Any) -> str:
         if isinstance(partition, str):  # a file source: its label
@@ -315,12 +346,16 @@ class Daemon:
     async def _checkpoint_positions(self, positions: Any) -> bool:
         return await self._checkpoint(self.source.held(), positions)
 
-    def _warn_split(self, rs: RuleSet) -> None:
-        c = self.config
-        if c.kafka is not None and (split := split_rules(rs, c.kafka.key_field)):
-            self.log.warning("rules_split_over_partitions", rules=split, key_field=c.kafka.key_field,
-                             detail="these rules count per partition: a group's events spread over partitions "
-                                    "are counted apart (README Semantics, State per partition)")  # fmt: skip
+    def _say_repartitioned(self, rs: RuleSet) -> None:
+        engines = self.engine
+        if engines is None or engines.router is None:
+            return
+        if routes := engines.router.split(rs).routes:
+            self.log.info("rules_repartitioned", topic=engines.router.topic,
+                          rules=[r.id for route in routes for r in route.rules],
+                          group_by=[list(route.group_by) for route in routes],
+                          detail="their groups span partitions: their events are forwarded to the internal topic "
+                                 "by group and counted there (README Scaling out)")  # fmt: skip
 
     async def _loop(self) -> None:
         source = self.source
@@ -378,17 +413,48 @@ class Daemon:
         """One batch, start to acknowledged. Runs under the source's lock, so a rebalance
         waits for it rather than committing in the middle."""
         pipeline = self.pipeline
-        assert pipeline is not None
-        source, fmt = self.source, self.input_format
+        engines = self.engine
+        assert pipeline is not None and engines is not None
+        source = self.source
         t0 = time.perf_counter()
         now_ms = int(self.wall_clock() * 1000)
-        streams: dict[Any, list[tuple[dict[str, Any], int]]] = {}  # partition -> its events
-        offsets: dict[Any, int] = {}
-        dead: list[tuple[Any, str]] = []
-        newest: int | None = None
+        read = _Read()
+        try:
+            self._read(records, now_ms, read)
+            alerts = pipeline.evaluate_streams(read.streams, read.offsets, started=t0, newest_ms=read.newest,
+                                               now_ms=now_ms)  # fmt: skip
+            if any(read.forwards):  # before the batch counts as processed: a commit never passes one unsent
+                assert isinstance(source, KafkaSource)
+                # Merged by event time (each partition's own order kept, as the marks need):
+                # the internal topic then interleaves the batch's partitions as they happened.
+                merged = [f[1:] for f in heapq.merge(*read.forwards, key=lambda f: f[0])]
+                await source.forward(chunks(merged, source.internal_partitions))
+            self._spool(alerts, engines.resolutions(), now_ms)
+            await source.dead_letter(read.dead)
+        except BaseException:
+            # Not processed (a spool that cannot be written, dead letters abandoned at a
+            # stop, a bug), so never committed: nor may the state that holds the batch be
+            # checkpointed (an internal partition's marks, moved as its records were read,
+            # included). Without their engines these partitions commit nothing more; the
+            # next start restores their last checkpoint and reads them again.
+            engines.drop(read.offsets)
+            raise
+        source.processed(records)
+
+    def _read(self, records: Batch, now_ms: int, read: _Read) -> None:
+        """A batch's records as each partition's events (decoded, or an internal partition's
+        forwarded ones), what to forward and what to dead-letter; ``read.offsets`` names
+        each partition as soon as it is touched, for the caller to drop on a failure."""
+        pipeline = self.pipeline
+        assert pipeline is not None
+        source, fmt = self.source, self.input_format
+        dead = read.dead
         for tp, recs in records.items():
             part = source.partition(tp)
-            offsets[part] = source.offset_after(tp, recs)
+            read.offsets[part] = source.offset_after(tp, recs)
+            if isinstance(source, KafkaSource) and source.internal(tp):
+                read.streams[part] = self._counted(tp, recs, dead)
+                continue
             raws = [r.value if r.value is not None else b"" for r in recs]
             # Empty values and tombstones are bad input like any other (the decoder skips
             # blank lines, which in a file are nothing): counted and dead-lettered.
@@ -404,25 +470,72 @@ class Daemon:
                 recs, raws, where = self._mapped(fmt, recs, raws, where, dead)
             good, bad = pipeline.decode(raws, where.__getitem__, reference_ms=now_ms, provenance=where)
             if good:
-                source.check_keys(recs, where, good)
+                if self._keyed:
+                    source.check_keys(recs, where, good)
                 hi = max(ts for _, ts in good)
-                newest = hi if newest is None else max(newest, hi)
-                streams.setdefault(part, []).extend(good)
+                read.newest = hi if read.newest is None else max(read.newest, hi)
+                read.streams.setdefault(part, []).extend(good)
+                read.forwards.append(self._forwards(tp, recs, where, good))
             dead.extend((recs[i], reason) for i, reason in bad)
+
+    def _forwards(self, tp: Any, recs: list[Any], where: list[str],
+                  good: list[tuple[dict[str, Any], int]]) -> list[tuple[int, int, Forwarded]]:  # fmt: skip
+        """The events of a source partition that repartitioned rules count, as (event time,
+        internal partition, forwarded event), each stamped with its source partition, offset
+        and place among its record's events: increasing, per route, in the order sent, and
+        the same when the record is read again (:mod:`monitor.sources.repartition`)."""
+        engines = self.engine
+        if engines is None or engines.router is None:
+            return []
+        routes = engines.router.split(engines.ruleset)
+        if not routes.routes:
+            return []
+        out: list[tuple[int, int, Forwarded]] = []
+        offset_of = {w: r.offset for w, r in zip(where, recs, strict=True)}
+        source = f"{tp.topic}/{tp.partition}"
+        place = self._place
+        previous, i = None, 0
+        for e, ts in good:
+            w = str(e.get(PROVENANCE))
+            i = i + 1 if w == previous else 0  # the event's place among its record's (input formats)
+            previous = w
+            for key, reduced in routes.forward(e, ts):
+                out.append((ts, place(key), (source, (offset_of[w], i), ts, reduced)))
+        return out
+
+    def _internal_partitions(self) -> int:
+        return self.source.internal_partitions if isinstance(self.source, KafkaSource) else 0
+
+    def _counted(self, tp: Any, recs: list[Any], dead: list[tuple[Any, str]]) -> list[tuple[dict[str, Any], int]]:
+        """An internal partition's records as events to count: those its marks say were
+        counted already (forwarded again after a crash or a rebalance) are dropped."""
         engines = self.engine
         assert engines is not None
-        try:
-            alerts = pipeline.evaluate_streams(streams, offsets, started=t0, newest_ms=newest, now_ms=now_ms)
-            self._spool(alerts, engines.resolutions(), now_ms)
-            await source.dead_letter(dead)
-        except BaseException:
-            # Not processed (a spool that cannot be written, dead letters abandoned at a
-            # stop), so never committed: nor may the state that holds the batch be
-            # checkpointed. Without their engines these partitions commit nothing more;
-            # the next start restores their last checkpoint and reads them again.
-            engines.drop(offsets)
-            raise
-        source.processed(records)
+        slot = engines.slot(tp)
+        if not isinstance(slot.position, dict):
+            slot.position = {}
+        marks = slot.position
+        events = []
+        duplicates = 0
+        for r in recs:
+            try:
+                placed_over, forwarded = decode(r.value)
+            except ValueError as exc:
+                self.telemetry.repartition_error("unreadable", f"{tp.topic}/{tp.partition}@{r.offset}: {exc}")
+                dead.append((r, "repartition_unreadable"))
+                continue
+            if placed_over != self._internal_partitions():
+                self.telemetry.repartition_error("misplaced", f"{tp.topic}/{tp.partition}@{r.offset}: placed over "
+                                                 f"{placed_over} partitions, the topic has {self._internal_partitions()}: "
+                                                 "groups are split, and what is forwarded again may count twice",
+                                                 n=len(forwarded))  # fmt: skip
+            for source, mark, ts, e in forwarded:
+                if admit(marks, source, str(e.get(ROUTE_FIELD)), mark):
+                    events.append((e, ts))
+                else:
+                    duplicates += 1
+        self.telemetry.repartition_read(len(events), duplicates)
+        return events
 
     def _mapped(self, fmt: Format, recs: list[Any], raws: list[bytes], where: list[str],
                 dead: list[tuple[Any, str]]) -> tuple[list[Any], list[bytes], list[str]]:  # fmt: skip
@@ -505,7 +618,7 @@ class Daemon:
             self.ruleset = rs
             self._bind(fmt)
             self.telemetry.rules_swapped(engine.states)
-            self._warn_split(rs)
+            self._say_repartitioned(rs)
             self._spool([], engine.resolutions(), int(self.wall_clock() * 1000))
             # The episodes the reload ended, kept as ended should the daemon stop before
             # the next commit (a revoke or a stop with nothing read does not checkpoint).

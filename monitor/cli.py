@@ -480,6 +480,9 @@ def cmd_warmup(args: argparse.Namespace) -> int:
     for part in sorted(result.offsets):
         print(f"  partition {part}: {result.groups[part]} groups, the daemon reads on from offset "
               f"{result.offsets[part]}", file=sys.stderr)  # fmt: skip
+    for part in sorted(result.internal_groups):
+        print(f"  internal partition {part} (repartitioned rules): {result.internal_groups[part]} groups",
+              file=sys.stderr)  # fmt: skip
     return 0
 
 

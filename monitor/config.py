@@ -158,6 +158,14 @@ class Config(Model):
         if self.kafka is None and self.checkpoint.store == "kafka":
             raise KeyProblem(("checkpoint", "store"), "store: kafka keeps checkpoints on the kafka: section's "
                                                       "cluster, which a file source has not: use directory")  # fmt: skip
+        k = self.kafka
+        if k is not None and self.checkpoint.store_kind(k) == "kafka":
+            topic = self.checkpoint.topic_for(k)
+            if key := k.consumes(topic):
+                raise KeyProblem(("kafka", *key), f"consumes the checkpoint topic {topic!r}: checkpoints are not "
+                                                  "events (set checkpoint.topic, or narrow the topics)")  # fmt: skip
+            if topic == k.repartition_topic:
+                raise KeyProblem(("checkpoint", "topic"), f"{topic!r} is the internal topic of repartitioned rules")
         return self
 
     @property
@@ -184,6 +192,9 @@ class Config(Model):
             if key := k.consumes(o.topic):
                 raise KeyProblem(("kafka", *key), f"consumes the alerts topic {o.topic!r} of output {o.label!r}: "
                                                   "the daemon would read its own alerts back")  # fmt: skip
+            if o.topic in (k.repartition_topic, self.checkpoint.topic_for(k)):
+                raise KeyProblem(("outputs", self.outputs.index(o), "topic"), f"{o.topic!r} is one of the daemon's "
+                                 "own topics (the internal topic or the checkpoints): alerts go to another")  # fmt: skip
         return self
 
 

@@ -68,6 +68,15 @@ TimeZone = Annotated[str, AfterValidator(_zone)]  # an IANA name, for timestamps
 RelPath = Annotated[Path, AfterValidator(_relative)]
 TextList = Annotated[list[str], BeforeValidator(_comma_list)]
 PositiveInt = Annotated[int, Field(gt=0)]
+
+
+def _replicas(v: int) -> int:
+    if v == 0 or v < -1:
+        raise ValueError("give a number of replicas (1 or more), or -1 for as many as the cluster has brokers, up to 3")
+    return v
+
+
+Replicas = Annotated[int, AfterValidator(_replicas)]  # of a topic the daemon creates; -1: min(3, brokers)
 ByteSize = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 
 

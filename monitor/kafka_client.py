@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 import ssl
+import zlib
+from collections.abc import Callable
 from typing import Any, Literal
 
 from aiokafka.conn import create_conn
@@ -24,6 +26,7 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
 )
+from aiokafka.partitioner import murmur2
 from pydantic import SecretStr, field_validator, model_validator
 
 from monitor.configtypes import (
@@ -32,9 +35,15 @@ from monitor.configtypes import (
     Model,
     PositiveInt,
     RelPath,
+    Replicas,
     TextList,
     TimeZone,
 )
+
+PARTITIONERS: dict[str, Callable[[bytes, int], int]] = {  # named in monitor.defaults.PARTITIONERS
+    "murmur2": lambda key, n: (murmur2(key) & 0x7FFFFFFF) % n,  # Java client, aiokafka
+    "crc32": lambda key, n: zlib.crc32(key) % n,  # librdkafka's consistent(_random)
+}
 
 _CONNECT_OPTIONS = ("client_id", "request_timeout_ms", "ssl_context", "security_protocol",
                     "sasl_mechanism", "sasl_plain_username", "sasl_plain_password")  # fmt: skip
@@ -73,17 +82,48 @@ async def _probe(server: str, options: dict[str, Any]) -> str | None:
 
 async def describe_partitions(options: dict[str, Any], topic: str) -> tuple[list[int], int]:
     """``topic``'s partitions as the broker says now (a client's cached metadata may not know
-    a topic made a moment ago), with the broker's error code (0: none)."""
+    a topic made a moment ago), with the broker's error code (0: none; 3, unknown topic, for
+    one that does not exist). Listed before it is described: asking a broker with
+    ``auto.create.topics.enable`` (the default) for a missing topic's metadata creates it,
+    with the broker's default partition count."""
     from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import UnknownTopicOrPartitionError
 
     admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
+        if topic not in await admin.list_topics():
+            return [], UnknownTopicOrPartitionError.errno
         [described] = await admin.describe_topics([topic])
     finally:
         await admin.close()
     parts = sorted(p["partition"] for p in described.get("partitions") or [])
     return parts, int(described.get("error_code") or 0)
+
+
+class TopicError(Exception):
+    """A topic the daemon needs cannot be made; the message says why."""
+
+
+async def ensure_topic(admin: Any, topic: str, *, partitions: int, replication_factor: int,
+                       configs: dict[str, str], what: str) -> bool:  # fmt: skip
+    """Create ``topic`` (the daemon's own: checkpoints, the internal topic) unless it exists;
+    True if it existed. ``replication_factor`` -1: as many as the cluster has brokers, up to
+    3, so that losing a broker loses nothing. Another instance making it first is fine."""
+    from aiokafka.admin import NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    if topic in await admin.list_topics():
+        return True
+    replicas = replication_factor
+    if replicas == -1:
+        replicas = min(3, len((await admin.describe_cluster()).get("brokers", [])) or 1)
+    response = await admin.create_topics([NewTopic(topic, partitions, replicas, topic_configs=configs)])
+    for _, code, *rest in getattr(response, "topic_errors", []):
+        if code not in (0, TopicAlreadyExistsError.errno):
+            message = rest[0] if rest and rest[0] else f"error code {code}"
+            raise TopicError(f"cannot create the {what} {topic}: {message}")
+    return False
 
 
 class SslConfig(Model):
@@ -98,6 +138,14 @@ class SaslConfig(Model):
     mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     username: str
     password: SecretStr
+
+
+class RepartitionConfig(Model):
+    """The internal topic of rules evaluated after repartitioning (monitor.engine.repartition)."""
+
+    topic: str | None = None  # default: <group_id>.repartition
+    partitions: PositiveInt | None = None  # when the daemon creates it; default: the most a consumed topic has
+    replication_factor: Replicas = -1  # of a topic the daemon creates; -1: min(3, brokers)
 
 
 class KafkaConfig(Model):
@@ -126,6 +174,10 @@ class KafkaConfig(Model):
     # The field producers key records by: rules grouped by it see each group whole in one
     # partition (monitor.engine.partitioned); records keyed otherwise are counted.
     key_field: str = "actor.id"
+    # false: producers key by something else (Kafka Connect, Debezium, another
+    # partitioner), so every rule with a group or a window is repartitioned.
+    keyed: bool = True
+    repartition: RepartitionConfig = RepartitionConfig()
     retry_backoff: Duration = 500
     retry_backoff_max: Duration = 30_000
 
@@ -138,6 +190,10 @@ class KafkaConfig(Model):
             except re.error as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from None
         return v
+
+    @property
+    def repartition_topic(self) -> str:
+        return self.repartition.topic or f"{self.group_id}.repartition"
 
     def consumes(self, topic: str) -> tuple[str | int, ...] | None:
         """The key (path under ``kafka``) by which ``topic`` is consumed, or None.
@@ -162,6 +218,12 @@ class KafkaConfig(Model):
         if self.dead_letter_topic and (key := self.consumes(self.dead_letter_topic)):
             raise KeyProblem(key, f"consumes the dead-letter topic {self.dead_letter_topic!r}: the daemon would "
                                   "read its own dead letters back for ever")  # fmt: skip
+        if self.dead_letter_topic == self.repartition_topic:
+            raise KeyProblem(("dead_letter_topic",), "is the internal topic of repartitioned rules: dead letters "
+                                                     "would be read back as forwarded events")  # fmt: skip
+        if key := self.consumes(self.repartition_topic):
+            raise KeyProblem(key, f"consumes the internal topic {self.repartition_topic!r} as events: it is read "
+                                  "as forwarded events already (set kafka.repartition.topic, or narrow the topics)")  # fmt: skip
         return self
 
     def client_options(self, bootstrap_servers: list[str] | None = None) -> dict[str, Any]:

@@ -34,6 +34,9 @@ Logger = Any  # structlog's BoundLogger is a protocol in practice
 Processor = Callable[[Any, str, dict[str, Any]], dict[str, Any]]  # a structlog processor
 
 
+REPARTITION_ERRORS = ("refused", "reordered", "unreadable", "misplaced")  # monitor.sources.repartition, monitor.app
+
+
 class Metrics:
     """Every metric the monitor exports, registered in a registry the caller owns."""
 
@@ -165,6 +168,23 @@ class Metrics:
             f"{p}key_mismatches", "Kafka records whose key is not their kafka.key_field value (their groups are "
             "split over partitions).", registry=r,
         )  # fmt: skip
+        self.forwarded = Counter(
+            f"{p}repartition_forwarded", "Events forwarded to the internal topic for rules evaluated after "
+            "repartitioning (acknowledged by the broker).", registry=r,
+        )  # fmt: skip
+        self.repartition_counted = Counter(
+            f"{p}repartition_counted", "Forwarded events read back from the internal topic and counted by the "
+            "repartitioned rules (forwarded minus counted: the internal topic's backlog).", registry=r,
+        )  # fmt: skip
+        self.repartition_duplicates = Counter(
+            f"{p}repartition_duplicates", "Forwarded events read back again and dropped: already counted (their "
+            "source partition was read again after a crash or a rebalance).", registry=r,
+        )  # fmt: skip
+        self.repartition_errors = Counter(
+            f"{p}repartition_errors", "Forwarded events that cannot be counted (refused by the broker, sent out of "
+            "order after a failure, unreadable in the internal topic) or counted where their group may be split "
+            "(misplaced: placed over another number of partitions than the internal topic has).", ["kind"], registry=r,
+        )  # fmt: skip
         self.http_refused = Counter(
             f"{p}http_refused", "HTTP connections closed by the server's bounds, by reason.", ["reason"], registry=r
         )
@@ -187,6 +207,8 @@ class Metrics:
             self.http_refused.labels(reason=reason)
         for outcome in ("saved", "failed"):
             self.checkpoints.labels(outcome=outcome)
+        for kind in REPARTITION_ERRORS:
+            self.repartition_errors.labels(kind=kind)
         for outcome in RESTORE_OUTCOMES:
             self.checkpoint_restores.labels(outcome=outcome)
 
@@ -508,6 +530,21 @@ class Telemetry:
         if ok:
             self.log.warning("http_unauthorized", path=path[:200], suppressed=suppressed)
 
+    def forwarded(self, n: int) -> None:
+        self.metrics.forwarded.inc(n)
+
+    def repartition_read(self, counted: int, duplicates: int) -> None:
+        """An internal partition's batch: events counted, and those dropped as counted already."""
+        self.metrics.repartition_counted.inc(counted)
+        if duplicates:
+            self.metrics.repartition_duplicates.inc(duplicates)
+
+    def repartition_error(self, kind: str, error: str, n: int = 1) -> None:
+        self.metrics.repartition_errors.labels(kind=kind).inc(n)
+        ok, suppressed = self.limiter.allow(f"repartition:{kind}")
+        if ok:
+            self.log.error("repartition_error", kind=kind, error=error, events=n, suppressed=suppressed)
+
     def dead_lettered(self, reason: str, n: int = 1) -> None:
         self.metrics.dead_letters.labels(reason=reason).inc(n)
 
@@ -550,7 +587,8 @@ class Telemetry:
         for topic, partition in partitions:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(topic, str(partition))
-        self.log.info("partitions_revoked", count=len(partitions))
+        self.log.info("partitions_revoked", count=len(partitions),
+                      partitions=[f"{t}/{p}" for t, p in sorted(partitions)][:100])  # fmt: skip
 
     def committed(self, partitions: int) -> None:
         self.metrics.commits.labels(outcome="success").inc()

@@ -351,3 +351,26 @@ def test_checkpoint_problems_say_what_and_where(tmp_path: Path) -> None:
 def test_a_retired_commit_interval_names_its_replacement(tmp_path: Path) -> None:
     [problem] = problems(write(tmp_path, MINIMAL.replace("topics: [events]", "topics: [events]\n  commit_interval: 1s")))
     assert ":4:3:" in problem and "replaced by checkpoint.interval" in problem
+
+
+def test_repartitioning_defaults_to_an_internal_topic_named_after_the_group(tmp_path: Path) -> None:
+    c = load_config(write(tmp_path, MINIMAL), {})
+    assert c.kafka is not None
+    assert (c.kafka.keyed, c.kafka.repartition_topic, c.kafka.repartition.partitions) == (True, "exfil-monitor.repartition", None)
+    mine = MINIMAL.replace("topics: [events]", "topics: [events]\n  keyed: false\n  repartition: {topic: r, partitions: 12}")
+    k = load_config(write(tmp_path, mine), {}).kafka
+    assert k is not None and (k.keyed, k.repartition_topic, k.repartition.partitions) == (False, "r", 12)
+
+
+@pytest.mark.parametrize(("kafka", "said"), [
+    ("  topic_pattern: 'exfil-monitor.*'", "consumes the internal topic 'exfil-monitor.repartition'"),
+    ("  topics: [events, exfil-monitor.checkpoints]", "consumes the checkpoint topic"),
+    ("  topics: [events]\n  dead_letter_topic: exfil-monitor.repartition", "is the internal topic"),
+    ("  topics: [events]\n  repartition: {replication_factor: 0}", "a number of replicas"),
+])  # fmt: skip
+def test_the_daemons_own_topics_are_never_read_as_events_or_written_to(tmp_path: Path, kafka: str, said: str) -> None:
+    text = "kafka:\n  bootstrap_servers: 127.0.0.1:9092\n" + kafka + "\nrules:\n  path: rules\n"
+    found = problems(write(tmp_path, text))
+    assert any(said in p for p in found), found
+    alerts = MINIMAL + "outputs:\n  - {type: kafka, topic: exfil-monitor.repartition}\n"
+    assert any("one of the daemon's own topics" in p for p in problems(write(tmp_path, alerts)))

@@ -17,7 +17,7 @@ from pydantic import Field
 from monitor.checkpoints.base import Store
 from monitor.checkpoints.directory import DirectoryStore
 from monitor.checkpoints.kafka import KafkaStore
-from monitor.configtypes import Duration, Model
+from monitor.configtypes import Duration, Model, Replicas
 from monitor.kafka_client import KafkaConfig
 
 DIRECTORY = "checkpoints"  # under state.dir
@@ -30,7 +30,7 @@ class CheckpointConfig(Model):
     topic: str | None = None  # default: <kafka.group_id>.checkpoints
     interval: Duration = Field(default=10_000, gt=0)
     on_corrupt: Literal["stop", "start_empty"] = "stop"
-    replication_factor: int = Field(default=-1, ge=-1)  # of a topic the daemon creates; -1: min(3, brokers)
+    replication_factor: Replicas = -1  # of a topic the daemon creates; -1: min(3, brokers)
 
     def store_kind(self, kafka: KafkaConfig | None) -> str:
         return self.store or ("kafka" if kafka is not None else "directory")

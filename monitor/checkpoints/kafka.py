@@ -25,12 +25,11 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
 
 from monitor.checkpoints.base import Checkpoint, CheckpointError, Loaded
-from monitor.kafka_client import KafkaConfig, describe_partitions, explain
+from monitor.kafka_client import KafkaConfig, TopicError, describe_partitions, ensure_topic, explain
 
 CHUNK_BYTES = 512 * 1024  # well under Kafka's default message.max.bytes (1 MiB)
 TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"}
@@ -77,19 +76,11 @@ class KafkaStore:
         admin = AIOKafkaAdminClient(**self.config.client_options())
         await admin.start()
         try:
-            if self.topic in await admin.list_topics():
+            if await ensure_topic(admin, self.topic, partitions=1, replication_factor=self.replication_factor,
+                                  configs=TOPIC_CONFIG, what="checkpoint topic"):  # fmt: skip
                 await self._check_compacted(admin)
-                return
-            replicas = self.replication_factor
-            if replicas == -1:  # as many as the cluster has, up to 3: losing a broker loses no state
-                replicas = min(3, len((await admin.describe_cluster()).get("brokers", [])) or 1)
-            topic = NewTopic(self.topic, 1, replicas, topic_configs=TOPIC_CONFIG)
-            response = await admin.create_topics([topic])
-            for _, code, *rest in getattr(response, "topic_errors", []):
-                # 36: another instance made it first
-                if code not in (0, TopicAlreadyExistsError.errno):
-                    message = rest[0] if rest and rest[0] else f"error code {code}"
-                    raise CheckpointError(f"cannot create the checkpoint topic {self.topic}: {message}")
+        except TopicError as exc:
+            raise CheckpointError(str(exc)) from None
         finally:
             await admin.close()
 

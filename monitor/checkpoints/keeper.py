@@ -45,11 +45,13 @@ FAILING_CONDITION = "checkpoints failing"  # /readyz while writes fail
 
 @dataclass(frozen=True, slots=True)
 class Restored:
-    """Where a partition is read on from: ``offset`` (None: the committed offset) and, for a
-    file source, the follow positions the checkpoint was written with."""
+    """Where a partition is read on from: ``offset`` (None: the committed offset) and the
+    position the checkpoint was written with (a file source's follow positions, an internal
+    partition's marks: also kept in its slot)."""
 
     offset: int | None
     position: Any = None
+    found: bool = True  # False: the store has no checkpoint for it (not even a corrupt one)
 
 
 class Keeper:
@@ -144,14 +146,14 @@ class Keeper:
 
     def _restore(self, key: str, p: Hashable, loaded: Loaded) -> Restored | None:
         engines = self.engines
-        cp, engine = loaded.checkpoint, engines.fresh()
+        cp, engine = loaded.checkpoint, engines.fresh(p)
         error = loaded.error
         misfits: list[str] = []
         if cp is not None:
             try:
                 misfits = snapshot.restore(engine, cp.state)
             except Exception as exc:  # whole (checksummed) yet not restorable: corrupt all the same
-                error, engine = f"checkpoint {key}: the state cannot be restored: {exc!r}", engines.fresh()
+                error, engine = f"checkpoint {key}: the state cannot be restored: {exc!r}", engines.fresh(p)
         if error is not None:
             if self._corrupt(key, error):
                 return None
@@ -160,9 +162,10 @@ class Keeper:
         if cp is None:
             engines.add(p, engine, None)
             self.telemetry.checkpoint_restored(key, "none")
-            return Restored(None)
+            return Restored(None, found=False)
         slot = engines.add(p, engine, cp.offset)
         slot.saved = (cp.offset, engine.episodes.revision)
+        slot.position = cp.position
         if loaded.fell_back:
             self.health.set(f"checkpoint {key}", DEGRADED,
                             f"{loaded.fell_back}: restored the previous checkpoint (its events are read again; "
@@ -211,7 +214,9 @@ class Keeper:
             if (slot.saved == mark or slot.offset is None) and position is None:
                 continue  # unchanged, or nothing read and nothing restored: nothing to keep
             # Synchronous from here to the dict: the state and its offset are one instant.
-            batch[self.key(p)] = Checkpoint(slot.offset or 0, snapshot.encode(slot.engine), now, position)
+            # A stream's own position (an internal partition's marks) is copied with it.
+            at = position if position is not None else _copy(slot.position)
+            batch[self.key(p)] = Checkpoint(slot.offset or 0, snapshot.encode(slot.engine), now, at)
             marks.append((slot, mark))
         if not batch:
             return True
@@ -230,3 +235,8 @@ class Keeper:
             self.health.clear(f"checkpoint {key}")
         self.telemetry.checkpoint_saved(len(batch), size, time.perf_counter() - t0)
         return True
+
+
+def _copy(position: Any) -> Any:
+    """A slot's position as of now: the next batch changes the slot's own in place."""
+    return dict(position) if isinstance(position, dict) else position

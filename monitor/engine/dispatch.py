@@ -223,10 +223,28 @@ def build(rules: list[CompiledRule], states: list[RuleState], digest: str = "") 
     return process
 
 
+def matcher(rule: CompiledRule) -> Callable[[Any, int], bool]:
+    """Whether an event is one the rule counts: its indexed condition (a text value), then
+    the rest (conditions, schedule, exceptions). The reference loop's test, and what
+    decides which events are forwarded to be counted after repartitioning."""
+    index, test = rule.index, rule.test
+    if index is None:
+        return test
+    get, value, eq = getter(index.path), index.value, index.op == "eq"
+
+    def matches(e: Any, ts: int) -> bool:
+        v = get(e)
+        if v.__class__ is not str or not (v == value if eq else v in value):
+            return False
+        return test(e, ts)
+
+    return matches
+
+
 def reference(rules: list[CompiledRule], states: list[RuleState]) -> Dispatch:
     """The same loop without code generation: one closure per rule, for tests to compare."""
     index_get = {r.index.path: getter(r.index.path) for r in rules if r.index is not None}
-    pairs = list(zip(rules, states, strict=True))
+    pairs = list(zip(map(matcher, rules), states, strict=True))
 
     def process(batch: Any, clock: Any, newest: int) -> tuple[list[tuple[int, Any, Any]], int]:
         fires = []
@@ -239,14 +257,8 @@ def reference(rules: list[CompiledRule], states: list[RuleState]) -> Dispatch:
                     for r in rules:
                         if r.index is not None and r.index.path == path:
                             r.mismatch.value += 1
-            for i, (r, state) in enumerate(pairs):
-                if r.index is not None:
-                    v = index_get[r.index.path](e)
-                    if v.__class__ is not str:
-                        continue
-                    if not (v == r.index.value if r.index.op == "eq" else v in r.index.value):
-                        continue
-                if r.test(e, ts):
+            for i, (m, state) in enumerate(pairs):
+                if m(e, ts):
                     x = state.apply(e, ts, now)
                     if x is not None:
                         fires.append((i, x, e))

@@ -11,20 +11,29 @@ Groups are only whole within a partition: producers key events by one field
 (``kafka.key_field``), so rules grouped by that field see every event of a group in one
 engine. ``max_groups_per_rule`` bounds each partition's engine.
 
+Rules whose groups span partitions are evaluated after repartitioning
+(:mod:`monitor.engine.repartition`): with a :class:`~monitor.engine.repartition.Router`,
+each stream's engine runs its view of the rule set, a source partition's the rules it
+counts alone, an internal topic partition's the repartitioned ones.
+
 A stream is whatever the source names one (a Kafka ``TopicPartition``, a file source's
 name); nothing here knows which. :attr:`Slot.offset` is the first record the slot's state
-has not seen, the position its checkpoint is written with.
+has not seen, the position its checkpoint is written with; :attr:`Slot.position` is
+whatever else the checkpoint must carry for that stream (an internal partition's
+high-water marks of the source offsets it has counted).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from monitor.engine.alert import Alert
 from monitor.engine.engine import Engine, EngineOptions
 from monitor.engine.episodes import Episode, Resolution, resolution_order
 from monitor.engine.reload import Plan, plan
+from monitor.engine.repartition import Router
 from monitor.engine.windows import RuleState
 from monitor.event import Event
 from monitor.rules.loader import RuleSet
@@ -35,21 +44,28 @@ class Slot:
     engine: Engine
     offset: int | None = None  # the first record the state has not seen; None: nothing seen yet
     saved: tuple[int | None, int] | None = None  # (offset, episode revision) last checkpointed
+    position: Any = None  # plain data checkpointed with the state (see the module's docstring)
 
 
 class Partitioned:
     """The engines of the streams this instance owns, behind the calls the daemon makes."""
 
-    def __init__(self, ruleset: RuleSet, options: EngineOptions | None = None) -> None:
+    def __init__(self, ruleset: RuleSet, options: EngineOptions | None = None, router: Router | None = None) -> None:
         self.ruleset = ruleset
         self.options = options or EngineOptions()
+        self.router = router
         self.slots: dict[Hashable, Slot] = {}
+
+    def view(self, stream: Hashable, ruleset: RuleSet | None = None) -> RuleSet:
+        """The rules ``stream``'s engine runs: all of them, unless a router splits them."""
+        rs = ruleset or self.ruleset
+        return rs if self.router is None else self.router.view(stream, rs)
 
     # -- ownership ---------------------------------------------------------------------
 
-    def fresh(self) -> Engine:
+    def fresh(self, stream: Hashable) -> Engine:
         """An empty engine for the current rule set (a checkpoint is restored into it)."""
-        return Engine(self.ruleset, self.options)
+        return Engine(self.view(stream), self.options)
 
     def add(self, stream: Hashable, engine: Engine, offset: int | None) -> Slot:
         slot = self.slots[stream] = Slot(engine, offset)
@@ -75,13 +91,13 @@ class Partitioned:
         without checkpoints to restore (or the first run) starts that way anyway."""
         alerts: list[Alert] = []
         for stream, events in streams.items():
-            alerts.extend(self._slot(stream).engine.process(events))
+            alerts.extend(self.slot(stream).engine.process(events))
         for stream, offset in offsets.items():
-            self._slot(stream).offset = offset
+            self.slot(stream).offset = offset
         return alerts
 
-    def _slot(self, stream: Hashable) -> Slot:
-        return self.slots.get(stream) or self.add(stream, self.fresh(), None)
+    def slot(self, stream: Hashable) -> Slot:
+        return self.slots.get(stream) or self.add(stream, self.fresh(stream), None)
 
     def resolutions(self) -> list[Resolution]:
         return _by_time(r for _, s in self for r in s.engine.resolutions())
@@ -96,8 +112,8 @@ class Partitioned:
         """Every engine swaps to ``ruleset`` (same plan for all: it depends on the rule
         sets only); engines made later start with it."""
         decided = plan(self.ruleset, ruleset)
-        for _, slot in self:
-            slot.engine.reload(ruleset)
+        for stream, slot in self:
+            slot.engine.reload(self.view(stream, ruleset))
         self.ruleset = ruleset
         return decided
 
@@ -109,12 +125,6 @@ class Partitioned:
 
     def episode_count(self) -> int:
         return sum(len(s.engine.episodes) for _, s in self)
-
-
-def split_rules(ruleset: RuleSet, key_field: str) -> list[str]:
-    """Rules that count over a window by groups not keyed by ``key_field``: their groups'
-    events may lie in several partitions, each counted apart."""
-    return [r.id for r in ruleset.enabled if r.spec.window_ms is not None and key_field not in r.spec.group_by]
 
 
 def _by_time(resolutions: Iterable[Resolution]) -> list[Resolution]:

@@ -11,9 +11,11 @@ instance (one per consumer) and decides from what each member says it holds:
 * each member's metadata carries the partitions it holds now;
 * a partition claimed by two members (one of them came back after being given up for
   dead) belongs to neither claim;
-* every member gets ``n // m`` partitions, and ``n % m`` of them one more, those that
-  hold the most first; each keeps what it holds up to its share, and the rest are dealt
-  out in order to members with room.
+* topic by topic (the events' topics and the internal one are different work), every
+  member gets ``n // m`` partitions, and ``n % m`` of them one more, those with the
+  fewest partitions of the topics dealt before first, then those that hold the most;
+  each keeps what it holds up to its share, and the rest are dealt out in order to
+  members with room.
 
 It is the only protocol the daemon offers, so every member of its group must offer it
 (another consumer in the group fails to join with ``InconsistentGroupProtocolError``).
@@ -59,10 +61,14 @@ class StickyAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
         subscriptions = {tuple(sorted(m.subscription)) for m in members.values()}
         if len(subscriptions) != 1:
             return RoundRobinPartitionAssignor.assign(cluster, members)  # type: ignore[no-any-return]
-        partitions = []
-        for topic in next(iter(subscriptions)):
-            partitions += [TopicPartition(topic, p) for p in cluster.partitions_for_topic(topic) or ()]
-        plan = deal(partitions, {member: _held(m.user_data) for member, m in members.items()})
+        held = {member: _held(m.user_data) for member, m in members.items()}
+        plan: dict[str, list[TopicPartition]] = {member: [] for member in members}
+        for topic in next(iter(subscriptions)):  # topic by topic: each one's work is spread evenly
+            partitions = [TopicPartition(topic, p) for p in cluster.partitions_for_topic(topic) or ()]
+            dealt = deal(partitions, {m: [tp for tp in tps if tp.topic == topic] for m, tps in held.items()},
+                         {m: len(tps) for m, tps in plan.items()})  # fmt: skip
+            for member, tps in dealt.items():
+                plan[member] += tps
         out = {}
         for member, tps in plan.items():
             by_topic: dict[str, list[int]] = {}
@@ -72,9 +78,13 @@ class StickyAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
         return out
 
 
-def deal(partitions: Iterable[TopicPartition], held: Mapping[str, Iterable[TopicPartition]]) -> dict[str, list[TopicPartition]]:  # fmt: skip
+def deal(partitions: Iterable[TopicPartition], held: Mapping[str, Iterable[TopicPartition]],
+         load: Mapping[str, int] | None = None) -> dict[str, list[TopicPartition]]:  # fmt: skip
     """Every partition to exactly one member, shares within one of each other, each
-    member keeping what it holds up to its share (see the module's docstring)."""
+    member keeping what it holds up to its share (see the module's docstring). ``load``:
+    what each member got of other topics; the one-more shares go to the least loaded first,
+    so that over all topics, too, shares stay within one of each other."""
+    load = load or {}
     everything = sorted(set(partitions))
     members = sorted(held)
     if not members:
@@ -86,7 +96,7 @@ def deal(partitions: Iterable[TopicPartition], held: Mapping[str, Iterable[Topic
     valid = set(everything)
     owned = {m: sorted(tp for tp in set(held[m]) if tp in valid and claims[tp] == 1) for m in members}
     base, extra = divmod(len(everything), len(members))
-    by_holding = sorted(members, key=lambda m: (-len(owned[m]), m))
+    by_holding = sorted(members, key=lambda m: (load.get(m, 0), -len(owned[m]), m))
     share = {m: base + (1 if i < extra else 0) for i, m in enumerate(by_holding)}
     plan = {m: owned[m][: share[m]] for m in members}
     taken = {tp for tps in plan.values() for tp in tps}

@@ -23,7 +23,8 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from monitor.retry import Abandoned, Backoff, wait_or_stop
+from monitor.retry import Backoff
+from monitor.sources.produce import until_acknowledged
 from monitor.telemetry import Telemetry
 
 HEADER_PREFIX = "exfil_monitor."
@@ -61,19 +62,15 @@ async def produce(producer: Any, topic: str | None, items: Sequence[tuple[Any, s
             return None
         return None  # unreachable
 
-    pending = list(items)
-    while pending:
-        errors = await asyncio.gather(*(one(record, reason) for record, reason in pending))
-        sent = Counter(reason for (_, reason), e in zip(pending, errors, strict=True) if e is None)
-        for reason, n in sent.items():
+    def sent(done: list[tuple[Any, str]]) -> None:
+        for reason, n in Counter(reason for _, reason in done).items():
             telemetry.dead_lettered(reason, n)
-        failed = [item for item, e in zip(pending, errors, strict=True) if e is not None]
-        if failed:
-            error = next(e for e in errors if e is not None)
-            telemetry.source_error("dead_letter", f"{len(failed)} not acknowledged: {error!r}")
-            if await wait_or_stop(stopping, backoff.next()):
-                raise Abandoned(f"stopping; {len(failed)} dead letters not acknowledged: {error!r}")
-        pending = failed
+
+    async def send(pending: list[tuple[Any, str]]) -> list[BaseException | None]:
+        return await asyncio.gather(*(one(record, reason) for record, reason in pending))
+
+    await until_acknowledged(items, send, sent, what="dead letter", telemetry=telemetry, backoff=backoff,
+                             stopping=stopping)  # fmt: skip
 
 
 def _where(record: Any) -> str:

@@ -22,19 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from monitor import kafka_client
 from monitor.event import PROVENANCE, Event, getter
 from monitor.health import DEGRADED, NOT_READY, Condition
-from monitor.kafka_client import KafkaConfig
+from monitor.kafka_client import KafkaConfig, TopicError, ensure_topic
 from monitor.retry import Abandoned, Backoff, wait_or_stop
-from monitor.sources import aio, deadletter
+from monitor.sources import aio, deadletter, repartition
 from monitor.sources.assignor import StickyAssignor
 from monitor.sources.deadletter import HEADER_PREFIX, TRUNCATED_BYTES
 from monitor.sources.partitions import Listener, Partitions, Records
@@ -81,6 +83,7 @@ class KafkaSource:
         self.paused = False  # a full spool: fetching waits (pause, resume)
         self._consumer: Any = None
         self._producer: Any = None
+        self.internal_partitions = 0  # of the internal topic, known once started
         self._watch: asyncio.Future[None] | None = None
         self._backoff = Backoff(config.retry_backoff / 1000, config.retry_backoff_max / 1000)
 
@@ -123,12 +126,19 @@ class KafkaSource:
             )  # fmt: skip
             producer = None
             try:
+                self.internal_partitions = await self._internal_topic()
                 await consumer.start()
-                if c.dead_letter_topic:
-                    # Larger than any record the consumer fetches, with room for our headers.
-                    producer = AIOKafkaProducer(**c.client_options(), acks="all", enable_idempotence=True,
-                                                max_request_size=c.max_partition_fetch_bytes + 65536)  # fmt: skip
-                    await producer.start()
+                # Dead letters and forwarded events. Larger than any record the consumer
+                # fetches, with room for our headers; idempotent, so retries keep order.
+                producer = AIOKafkaProducer(**c.client_options(), acks="all", enable_idempotence=True,
+                                            max_request_size=c.max_partition_fetch_bytes + 65536,
+                                            max_batch_size=FORWARD_BATCH_BYTES)  # fmt: skip
+                await producer.start()
+            except TopicError as exc:
+                await aio.quietly(consumer.stop())
+                self._set_problem(str(exc), "connect")
+                await aio.wait(stopping, self._backoff.next())
+                continue
             except (KafkaError, OSError) as exc:
                 for client in (producer, consumer):
                     if client is not None:
@@ -138,10 +148,11 @@ class KafkaSource:
                 await aio.wait(stopping, self._backoff.next())
                 continue
             listener = Listener(self)
+            internal = c.repartition_topic  # read by the same group: see monitor.sources.repartition
             if c.topic_pattern:
-                consumer.subscribe(pattern=c.topic_pattern, listener=listener)
+                consumer.subscribe(pattern=_with_topic(c.topic_pattern, internal), listener=listener)
             else:
-                consumer.subscribe(topics=list(c.topics), listener=listener)
+                consumer.subscribe(topics=[*c.topics, internal], listener=listener)
             self._consumer, self._producer = consumer, producer
             self._watch = asyncio.ensure_future(self._watch_silence(stopping))
             self._backoff.reset()
@@ -149,6 +160,33 @@ class KafkaSource:
             self._connected(True)
             return True
         return False
+
+    async def _internal_topic(self) -> int:
+        """Make the internal topic if it is missing (with as many partitions as the most
+        partitioned topic consumed, unless configured) and say how many partitions it has."""
+        c = self.config
+        admin = AIOKafkaAdminClient(**c.client_options())
+        await admin.start()
+        try:
+            topic = c.repartition_topic
+            wanted = c.repartition.partitions
+            if wanted is None:
+                names = [t for t in await admin.list_topics() if c.consumes(t) and t != topic]
+                described = await admin.describe_topics(names) if names else []
+                wanted = max([len(d.get("partitions") or []) for d in described], default=0)
+                if not wanted and topic not in await admin.list_topics():
+                    wanted = 1
+                    self.telemetry.log.warning("repartition_topic_default", topic=topic, partitions=1,
+                                               detail="no consumed topic exists yet to take the partition count "
+                                                      "from: set kafka.repartition.partitions")  # fmt: skip
+            await ensure_topic(admin, topic, partitions=max(1, wanted), replication_factor=c.repartition.replication_factor,
+                               configs={}, what="internal topic")  # fmt: skip
+        finally:
+            await admin.close()
+        parts, error = await kafka_client.describe_partitions(c.client_options(), topic)
+        if error or not parts:
+            raise TopicError(f"the internal topic {topic} cannot be read (error code {error})")
+        return len(parts)
 
     async def stop(self) -> None:
         """Commit what was processed, leave the group (so partitions move at once), close.
@@ -353,11 +391,26 @@ class KafkaSource:
     async def dead_letter(self, items: Sequence[tuple[Any, str]]) -> None:
         """Produce unusable records to the dead-letter topic; return only when the broker
         has all of them (see :func:`monitor.sources.deadletter.produce`)."""
-        if not items or self._producer is None:
+        if not items or self._producer is None or not self.config.dead_letter_topic:
             return
         backoff = Backoff(self.config.retry_backoff / 1000, self.config.retry_backoff_max / 1000)
         await deadletter.produce(self._producer, self.config.dead_letter_topic, items,
                                  self.telemetry, backoff, self._stopping)  # fmt: skip
+
+    # -------------------------------------------------------------- the internal topic
+
+    def internal(self, tp: TopicPartition) -> bool:
+        return bool(tp.topic == self.config.repartition_topic)
+
+    async def forward(self, records: Sequence[tuple[int, bytes, int]]) -> None:
+        """Produce records of forwarded events to the internal topic; return when the broker
+        has them all (see :func:`monitor.sources.repartition.forward`)."""
+        if not records:
+            return
+        assert self._producer is not None, "forward before start"
+        backoff = Backoff(self.config.retry_backoff / 1000, self.config.retry_backoff_max / 1000)
+        await repartition.forward(self._producer, self.config.repartition_topic, records,
+                                  self.telemetry, backoff, self._stopping)  # fmt: skip
 
     # -------------------------------------------------------------- commits and rebalances
 
@@ -424,7 +477,16 @@ class KafkaSource:
             self.telemetry.source_connected(connected)
 
 
+FORWARD_BATCH_BYTES = 1024 * 1024  # per partition and request: a batch forwards thousands of events
 MISMATCH_MEMORY = 600.0  # seconds a key mismatch keeps /readyz degraded
+
+
+def _with_topic(pattern: str, topic: str) -> str:
+    """``pattern`` (matched from the start, as aiokafka does) or exactly ``topic``; global
+    inline flags (``(?i)``) stay in front, where Python wants them."""
+    flags = re.match(r"\(\?[aiLmsux]+\)", pattern)
+    head = flags.group(0) if flags else ""
+    return f"{head}(?:{pattern[len(head):]})|{re.escape(topic)}$"
 
 
 def _text(key: bytes | None) -> str | None:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.engine import Engine, EngineOptions
-from monitor.engine.partitioned import Partitioned, split_rules
+from monitor.engine.partitioned import Partitioned
 from tests.engine.test_properties import SEC, SETTINGS, aggregates, rule_yaml, streams
 from tests.support.engine import T0, ruleset, run
 
@@ -81,15 +81,4 @@ def test_a_reload_reaches_every_partitions_engine_and_the_ones_made_later() -> N
     decided = engines.reload(changed)
     assert decided.keep == {"r"}, "threshold only: the state is kept"
     assert engines.slots[0].engine.ruleset is changed
-    assert engines.fresh().ruleset is changed
-
-
-def test_rules_not_grouped_by_the_key_field_are_named_as_split() -> None:
-    keyed = rule_yaml("count", "gte", 3, 600, None)
-    by_customer = keyed.replace('"id":"r"', '"id":"by-customer"').replace('["actor.id"]', '["customer_id"]')
-    no_window = (
-        "  - id: each\n    severity: low\n    match: {action: select}\n    group_by: [customer_id]\n"
-    )
-    rs = ruleset(keyed + by_customer.split("rules:\n", 1)[1] + no_window)
-    assert split_rules(rs, "actor.id") == ["by-customer"]
-    assert split_rules(rs, "customer_id") == ["r"]
+    assert engines.fresh(1).ruleset is changed

@@ -55,11 +55,12 @@ class DaemonProcess:
         self.stdout_path = workdir / "stdout.jsonl"
         self.stderr_path = workdir / "stderr.log"
         outputs = [{"type": "stdout"}, *outputs]  # more outputs beside stdout; extra: more sections
+        self.group = group or f"daemon-{workdir.name}-{os.getpid()}-{time.monotonic_ns()}"
         if alerts_topic:
             outputs.append({"type": "kafka", "topic": alerts_topic})
         kafka: dict[str, Any] = {
             "bootstrap_servers": [bootstrap], "topics": [topic],
-            "group_id": group or f"daemon-{workdir.name}-{os.getpid()}-{time.monotonic_ns()}",
+            "group_id": self.group,
             "auto_offset_reset": "earliest", "max_batch": max_batch, "poll_timeout": "200ms",
             "retry_backoff": "200ms", "retry_backoff_max": "2s",
             "session_timeout": session_timeout, "heartbeat_interval": "2s", "request_timeout": "10s",

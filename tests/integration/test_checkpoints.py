@@ -121,7 +121,7 @@ async def test_two_instances_one_stopped_and_started_give_a_single_instances_ale
     producing = asyncio.create_task(trickle(kafka_bootstrap, topic, events, gate=gate))
     await b.wait_metrics(lambda m: m.v("events_received_total") >= 500)
     assert b.stop() == 0  # a deploy: its partitions go to a, with their checkpoints
-    await a.wait_metrics(lambda m: m.v("partitions_assigned") == PARTITIONS)
+    await a.wait_metrics(lambda m: m.v("partitions_assigned") == 2 * PARTITIONS)  # and the internal topic's
     gate.set()
     b.start()  # back: the group rebalances again and b restores what a checkpointed
     await asyncio.wait_for(producing, 180)

@@ -2,7 +2,8 @@
 
 Accepting ``security_protocol: SASL_SSL`` in the config proves nothing; these tests run a
 broker with a SASL_SSL listener (``scripts/kafka-local start --sasl-ssl``) and check what an
-operator relies on: consumption, dead letters and the Kafka output work over it; a wrong
+operator relies on: consumption, dead letters, the Kafka output, checkpoints and the internal
+topic of repartitioned rules work over it; a wrong
 password and an untrusted certificate are named as such on ``/readyz`` and in the log (not
 as aiokafka's catch-all "Unable to bootstrap"); and the password appears nowhere the daemon
 writes or serves. The test's own producers and readers use the broker's PLAINTEXT listener.
@@ -23,11 +24,24 @@ import pytest
 
 from tests.integration.daemon_process import DaemonProcess, produce, read_topic
 from tests.support.kafka import SaslSslBroker, create_topic
+from tests.support.rules import pack_with
 
 pytestmark = pytest.mark.kafka
 
 VENDOR = {"actor": {"id": "hvac-vendor", "type": "vendor", "ip": "203.0.113.66"}, "action": "select",
           "resource": {"kind": "table", "db": "shop", "name": "customers"}, "rows": 5, "outcome": "success"}  # fmt: skip
+
+
+# The bundled pack and one rule counted after repartitioning (no group_by, a window).
+SHOP_WIDE = """\
+rules:
+  - {id: vendor-reads-shop-wide, severity: high, match: {actor.type: vendor}, window: 1h, threshold: {gte: 1}}
+"""
+
+
+@pytest.fixture
+def rules_with_a_repartitioned_one(tmp_path: Path) -> Path:
+    return pack_with(tmp_path / "rules", **{"zz-shop-wide.yaml": SHOP_WIDE})
 
 
 @pytest.fixture
@@ -85,8 +99,9 @@ async def assert_secret_nowhere(d: DaemonProcess, *secrets: str) -> None:
 
 
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "SCRAM-SHA-256"])
-async def test_consumes_alerts_and_dead_letters_over_sasl_ssl(
-    kafka_sasl_ssl_broker: SaslSslBroker, daemons: Callable[..., DaemonProcess], mechanism: str
+async def test_consumes_alerts_dead_letters_checkpoints_and_repartitions_over_sasl_ssl(
+    kafka_sasl_ssl_broker: SaslSslBroker, daemons: Callable[..., DaemonProcess], mechanism: str,
+    rules_with_a_repartitioned_one: Path,
 ) -> None:
     broker = kafka_sasl_ssl_broker
     events, alerts, dlq = topic(broker, "events"), topic(broker, "alerts"), topic(broker, "dlq")
@@ -95,18 +110,30 @@ async def test_consumes_alerts_and_dead_letters_over_sasl_ssl(
         (b"hvac-vendor", orjson.dumps({**VENDOR, "ts": "2026-11-28T01:05:00Z", "id": "good-1"})),
     ])  # fmt: skip
 
-    d = daemons(broker.client_security(mechanism), topic=events, alerts_topic=alerts, dead_letter_topic=dlq)
+    d = daemons(broker.client_security(mechanism), topic=events, alerts_topic=alerts, dead_letter_topic=dlq,
+                rules=rules_with_a_repartitioned_one)  # fmt: skip
     d.start()
     await d.wait_ready()
     await d.wait_metrics(lambda m: m.total("dead_letters_total") >= 1
-                         and m.v("output_sends_total", output="kafka", outcome="success") >= 1)  # fmt: skip
+                         and m.v("output_sends_total", output="kafka", outcome="success") >= 2
+                         and m.v("repartition_forwarded_total") >= 1
+                         and m.v("checkpoints_total", outcome="saved") >= 2)  # fmt: skip
     await assert_secret_nowhere(d, broker.password)
     assert d.stop() == 0
 
-    [alert] = d.stdout_alerts()
-    assert alert["rule"] == "vendor-touches-customer-data"
-    [(key, value, _)] = await read_topic(broker.bootstrap, alerts, 1)
-    assert (key.decode(), orjson.loads(value)["id"]) == (alert["id"], alert["id"])
+    alerts_seen = {a["rule"]: a for a in d.stdout_alerts()}
+    assert set(alerts_seen) == {"vendor-touches-customer-data", "vendor-reads-shop-wide"}, "the second by the internal topic"
+    sent = await read_topic(broker.bootstrap, alerts, 2)
+    assert {(key.decode(), orjson.loads(value)["id"]) for key, value, _ in sent} == {(a["id"], a["id"]) for a in alerts_seen.values()}
+    [(_, forwarded, _)] = await read_topic(broker.bootstrap, f"{d.group}.repartition", 1)
+    assert orjson.loads(forwarded)["events"][0][0] == f"{events}/0", "stamped with its source partition"
+    d.start()  # the state comes back from the checkpoint topic, over SASL_SSL too
+    await d.wait_ready()
+    assert d.stop() == 0
+    restored = {e["partition"] for e in d.log_events() if e.get("event") == "checkpoint_restored"}
+    assert f"{events}.0" in restored, restored
+    # (the log masks the group id's long digit run as if it were a card number)
+    assert any(p.endswith(".repartition.0") for p in restored), restored
     [(key, value, headers)] = await read_topic(broker.bootstrap, dlq, 1)
     assert (key, value) == (b"k0", b"not json")
     assert dict(headers)["exfil_monitor.reason"] == b"invalid_json"

@@ -58,3 +58,29 @@ def test_the_assignor_reports_what_it_was_given_in_its_metadata() -> None:
     assert deal([TopicPartition(TOPIC, p) for p in range(4)], {"me": _held(meta.user_data), "other": []})["me"] == [
         TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 2)]  # fmt: skip
 
+
+
+class _Cluster:
+    def __init__(self, topics: dict[str, int]) -> None:
+        self.topics = topics
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(self.topics[topic]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(topics=st.lists(st.integers(1, 7), min_size=1, max_size=7), members=st.integers(1, 5))
+def test_topics_are_dealt_each_evenly_and_over_all_evenly_too(topics: list[int], members: int) -> None:
+    """The events' topics and the internal one: each spread over the members, and the
+    one-more shares of each topic going to whoever has fewest so far."""
+    names = {f"t{i}": n for i, n in enumerate(topics)}
+    meta = StickyAssignor().metadata(list(names))
+    plan = StickyAssignor().assign(_Cluster(names), {f"m{i}": meta for i in range(members)})  # type: ignore[arg-type]
+    totals = []
+    for assignment in plan.values():
+        got = dict(assignment.assignment)
+        totals.append(sum(len(ps) for ps in got.values()))
+        for topic, n in names.items():
+            assert n // members <= len(got.get(topic, [])) <= -(-n // members), topic
+    assert max(totals) - min(totals) <= 1
+    assert sum(totals) == sum(topics)
