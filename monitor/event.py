@@ -26,10 +26,11 @@ PROVENANCE = "@provenance"
 class Tally:
     """A plain integer cell; closures bump it on the hot path, telemetry reads it per batch."""
 
-    __slots__ = ("value",)
+    __slots__ = ("source", "value")
 
     def __init__(self) -> None:
         self.value = 0
+        self.source: Tally | None = None  # the tally of the rule this one replaced, count carried over
 
 
 def getter(path: str) -> Getter:

@@ -312,6 +312,7 @@ class Telemetry:
         self.log = log
         self.limiter = limiter or RateLimiter()
         self._synced: dict[int, tuple[Any, list[Any], list[int]]] = {}  # id(state) -> metrics
+        self._tallies: dict[str, tuple[Any, int, Any]] = {}  # rule id -> (its tally, counted, metric)
 
     def rules_loaded(self, count: int, digest: str, files: Iterable[str], warnings: Sequence[str] = ()) -> None:
         self.metrics.rules_loaded.set(count)
@@ -629,16 +630,29 @@ class Telemetry:
                 synced = self._children(state)
             synced_now[id(state)] = synced
             _, children, last = synced
-            values = (
-                state.matches, state.late, state.evictions, state.approximations, state.mismatch.value,
-                state.saturations,
-            )  # fmt: skip
+            values = (state.matches, state.late, state.evictions, state.approximations, state.saturations)
             for i, value in enumerate(values):
                 if value > last[i]:
                     children[i].inc(value - last[i])
                     last[i] = value
         self._synced = synced_now
+        self._sync_mismatches(states)
         self._set_active_groups(states)
+
+    def _sync_mismatches(self, states: Sequence[Any]) -> None:
+        """Type mismatches are counted in the rule's one tally, which every partition's
+        state of the rule shares: read once per rule, not once per state."""
+        tallies = self._tallies
+        for state in states:
+            tally = state.mismatch
+            seen = tallies.get(state.id)
+            if seen is None or seen[0] is not tally:
+                # a reloaded rule's tally carries the old one's count on: so does its mark
+                last = seen[1] if seen is not None and tally.source is seen[0] else 0
+                seen = tallies[state.id] = (tally, last, self.metrics.rule_type_mismatches.labels(rule=state.id))
+            if tally.value > seen[1]:
+                seen[2].inc(tally.value - seen[1])
+                tallies[state.id] = (tally, tally.value, seen[2])
 
     def _set_active_groups(self, states: Sequence[Any]) -> None:
         held: dict[str, int] = {}
@@ -655,9 +669,9 @@ class Telemetry:
         children = [
             m.rule_matches.labels(rule=rid), m.events_late.labels(rule=rid),
             m.group_evictions.labels(rule=rid), m.distinct_approximations.labels(rule=rid),
-            m.rule_type_mismatches.labels(rule=rid), m.saturated_sums.labels(rule=rid),
+            m.saturated_sums.labels(rule=rid),
         ]  # fmt: skip
-        return state, children, [0, 0, 0, 0, 0, 0]
+        return state, children, [0, 0, 0, 0, 0]
 
 
 def quiet_telemetry() -> Telemetry:

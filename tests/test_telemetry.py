@@ -49,3 +49,31 @@ def test_the_groups_gauge_sums_a_rule_over_partitions_and_drops_those_given_away
     engines.drop([0])  # a rebalance gave partition 0 to another instance
     t.rules_swapped(engines.states)
     assert groups() == 1
+
+
+def test_type_mismatches_are_counted_once_however_many_partitions_share_the_rule() -> None:
+    """Every partition's state of a rule shares its one tally: a mismatch in one partition
+    is one mismatch, before and after a reload carries the count over."""
+    text = "rules:\n  - {id: r, severity: low, group_by: [actor.id], window: 1m, aggregate: {sum: rows}, threshold: {gte: 99}}\n"
+    engines = Partitioned(ruleset(text))
+    t = Telemetry(Metrics(CollectorRegistry()), configure_logging("json", "error", io.StringIO()))
+
+    def mismatches() -> float | None:
+        return t.metrics.registry.get_sample_value("exfil_monitor_rule_type_mismatches_total", {"rule": "r"})
+
+    def bad(p: int, ts: int) -> None:
+        engines.process({p: [({"ts": ts, "actor": {"id": "a"}, "rows": "many"}, ts)]}, {p: 1})
+        t.batch_done(engines, 0.01, ts, ts)
+
+    for p in range(3):
+        engines.process({p: [({"ts": T0, "actor": {"id": "a"}, "rows": 1}, T0)]}, {p: 1})
+    bad(0, T0 + 1)
+    assert mismatches() == 1
+    bad(1, T0 + 2)
+    assert mismatches() == 2
+    engines.reload(ruleset(text.replace("gte: 99", "gte: 98")))
+    t.rules_swapped(engines.states)
+    t.batch_done(engines, 0.01, T0, T0)
+    assert mismatches() == 2, "the carried count is not counted again"
+    bad(2, T0 + 3)
+    assert mismatches() == 3

@@ -94,8 +94,10 @@ class RuleState:
         """Take the rule's judging from ``spec`` (threshold, suppression, resolve_after,
         labels, ...) and keep the groups: a reloaded rule of the same shape goes on from
         the state it has. ``mismatch`` is the new rule's tally, carrying on the count."""
-        if mismatch is not self.mismatch:
+        if mismatch is not self.mismatch and mismatch.source is not self.mismatch:
+            # Once: every partition's state of the rule shares the old tally and the new one.
             mismatch.value += self.mismatch.value
+            mismatch.source = self.mismatch
         self.spec = spec
         self.threshold = threshold
         self.mismatch = mismatch

@@ -25,6 +25,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.kafka_client import describe_partitions
+
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "exfil_monitor_"
 
@@ -245,5 +247,30 @@ async def committed_offsets(bootstrap: str, topic: str, group: str, partitions: 
     await consumer.start()
     try:
         return {p: (await consumer.committed(TopicPartition(topic, p))) or 0 for p in range(partitions)}
+    finally:
+        await consumer.stop()
+
+
+async def settled(bootstrap: str, topic: str, group: str, produced: int, *runs: DaemonProcess, partitions: int,
+                  timeout: float = 120.0) -> None:  # fmt: skip
+    """Until ``group`` has committed every event of ``topic`` and everything forwarded to
+    its internal topic: all processed, checkpointed, then committed (a commit of the
+    events comes only after their forwarding was acknowledged)."""
+    internal = f"{group}.repartition"
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            parts, _ = await describe_partitions({"bootstrap_servers": [bootstrap]}, internal)
+            ends = await consumer.end_offsets([TopicPartition(internal, p) for p in parts]) if parts else {}
+            source = sum((await committed_offsets(bootstrap, topic, group, partitions)).values())
+            inner = await committed_offsets(bootstrap, internal, group, len(parts)) if parts else {}
+            if parts and source >= produced and all(inner.get(tp.partition, 0) >= end for tp, end in ends.items()):
+                return
+            for d in runs:
+                assert d.alive(), d.stderr_tail()
+            assert time.monotonic() < deadline, f"not settled: {source}/{produced}, {inner} < {ends}"
+            await asyncio.sleep(0.25)
     finally:
         await consumer.stop()

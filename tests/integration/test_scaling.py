@@ -21,14 +21,13 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from monitor.engine.repartition import ROUTE_FIELD
 from monitor.event import PROVENANCE
 from monitor.simulate.generator import generate
 from monitor.sources.repartition import chunks
 from monitor.timeparse import parse_ts
-from tests.integration.daemon_process import REPO, DaemonProcess, committed_offsets, produce
+from tests.integration.daemon_process import REPO, DaemonProcess, produce, settled
 from tests.integration.test_daemon import by_actor, daemons, trickle
 from tests.support.kafka import acreate_topic
 from tests.support.rules import pack_with
@@ -121,28 +120,6 @@ def assert_as_replay(alerts: list[dict[str, Any]], expected: list[dict[str, Any]
     assert sum(1 for rule, _ in got if rule == "customer-read-by-many") >= 5, "groups spanning partitions fire"
 
 
-async def settled(bootstrap: str, topic: str, internal: str, group: str, produced: int, *runs: DaemonProcess,
-                  timeout: float = 120.0) -> None:  # fmt: skip
-    """Until the group has committed every event and every forwarded one: all processed,
-    checkpointed and committed (the internal topic's end is what was forwarded)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            ends = await consumer.end_offsets([TopicPartition(internal, p) for p in range(PARTITIONS)])
-            source = sum((await committed_offsets(bootstrap, topic, group, PARTITIONS)).values())
-            inner = await committed_offsets(bootstrap, internal, group, PARTITIONS)
-            if source >= produced and all(inner.get(tp.partition, 0) >= end for tp, end in ends.items()):
-                return
-            for d in runs:
-                assert d.alive(), d.stderr_tail()
-            assert asyncio.get_running_loop().time() < deadline, f"not settled: {source}/{produced}, {inner} < {ends}"
-            await asyncio.sleep(0.25)
-    finally:
-        await consumer.stop()
-
-
 async def test_three_instances_started_stopped_and_killed_alert_as_one_engine(
     kafka_bootstrap: str, kafka_topic_factory: TopicFactory, daemons: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
@@ -168,7 +145,7 @@ async def test_three_instances_started_stopped_and_killed_alert_as_one_engine(
     b.start()
     c.start()
     await asyncio.wait_for(producing, 240)
-    await settled(kafka_bootstrap, topic, f"{group}.repartition", group, len(events), a, b, c)
+    await settled(kafka_bootstrap, topic, group, len(events), a, b, c, partitions=PARTITIONS)
     assert a.stop() == 0 and b.stop() == 0 and c.stop() == 0
 
     alerts = [x for d in (a, b, c) for x in d.stdout_alerts()]
@@ -196,7 +173,7 @@ async def test_an_unkeyed_producer_with_keyed_false_alerts_as_one_engine(
     d.config.write_bytes(orjson.dumps(config))
     d.start()
     await d.wait_ready()  # the internal topic is made before the group is joined
-    await settled(kafka_bootstrap, topic, f"{group}.repartition", group, len(events), d)
+    await settled(kafka_bootstrap, topic, group, len(events), d, partitions=PARTITIONS)
     assert d.stop() == 0
 
     alerts = d.stdout_alerts()
