@@ -166,6 +166,9 @@ class Config(Model):
                                                   "events (set checkpoint.topic, or narrow the topics)")  # fmt: skip
             if topic == k.repartition_topic:
                 raise KeyProblem(("checkpoint", "topic"), f"{topic!r} is the internal topic of repartitioned rules")
+            if k.dead_letter_topic == topic:
+                raise KeyProblem(("kafka", "dead_letter_topic"), f"is the checkpoint topic {topic!r}: dead letters "
+                                                                 "are not checkpoints")  # fmt: skip
         return self
 
     @property

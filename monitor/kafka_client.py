@@ -175,7 +175,7 @@ class KafkaConfig(Model):
     # partition (monitor.engine.partitioned); records keyed otherwise are counted.
     key_field: str = "actor.id"
     # false: producers key by something else (Kafka Connect, Debezium, another
-    # partitioner), so every rule with a group or a window is repartitioned.
+    # partitioner), so every rule that remembers a group is repartitioned.
     keyed: bool = True
     repartition: RepartitionConfig = RepartitionConfig()
     retry_backoff: Duration = 500

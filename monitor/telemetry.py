@@ -174,7 +174,7 @@ class Metrics:
         )  # fmt: skip
         self.repartition_counted = Counter(
             f"{p}repartition_counted", "Forwarded events read back from the internal topic and counted by the "
-            "repartitioned rules (forwarded minus counted: the internal topic's backlog).", registry=r,
+            "repartitioned rules (forwarded minus counted, duplicates and errors: the internal topic's backlog).", registry=r,
         )  # fmt: skip
         self.repartition_duplicates = Counter(
             f"{p}repartition_duplicates", "Forwarded events read back again and dropped: already counted (their "

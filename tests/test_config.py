@@ -366,6 +366,7 @@ def test_repartitioning_defaults_to_an_internal_topic_named_after_the_group(tmp_
     ("  topic_pattern: 'exfil-monitor.*'", "consumes the internal topic 'exfil-monitor.repartition'"),
     ("  topics: [events, exfil-monitor.checkpoints]", "consumes the checkpoint topic"),
     ("  topics: [events]\n  dead_letter_topic: exfil-monitor.repartition", "is the internal topic"),
+    ("  topics: [events]\n  dead_letter_topic: exfil-monitor.checkpoints", "is the checkpoint topic"),
     ("  topics: [events]\n  repartition: {replication_factor: 0}", "a number of replicas"),
 ])  # fmt: skip
 def test_the_daemons_own_topics_are_never_read_as_events_or_written_to(tmp_path: Path, kafka: str, said: str) -> None:

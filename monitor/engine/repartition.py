@@ -13,8 +13,8 @@ engine of the repartitioned rules counts them (:mod:`monitor.sources.repartition
 the records; this module only decides).
 
 With ``kafka.keyed: false`` (producers that key by something else: Kafka Connect,
-Debezium, another partitioner) no group is whole in a partition, so every rule with a
-group or a window is repartitioned.
+Debezium, another partitioner) no group is whole in a partition, so every rule that
+remembers a group (a window, or a suppression) is repartitioned.
 
 Rules with the same ``group_by`` share a :class:`Route`: an event they match is forwarded
 once for them all. Forwarded events carry their route's name in :data:`ROUTE_FIELD`, and
