@@ -450,6 +450,11 @@ class KafkaSource:
         consumer = self._consumer
         async with self.lock:
             where = await self.on_assign(set(assigned)) if self.on_assign is not None else {tp: None for tp in assigned}
+            starts = [tp for tp, offset in where.items() if offset == 0 and self.internal(tp)]
+            if starts and consumer is not None:
+                # Read from its start (monitor.app._read_from): the log's, should retention
+                # have removed offset 0. Asked before any seek: nothing may come between those.
+                where = {**where, **await consumer.beginning_offsets(starts)}
             left_out = set(assigned) - set(where)  # its checkpoint unreadable: not read at all
             self._generation += 1
             for tp, offset in where.items():
