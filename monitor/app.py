@@ -19,7 +19,6 @@ which :meth:`Daemon.run` installs and removes.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import os
 import signal
@@ -44,8 +43,7 @@ from monitor.engine.alert import Alert
 from monitor.engine.episodes import Resolution
 from monitor.engine.partitioned import Partitioned
 from monitor.engine.reload import Plan
-from monitor.engine.repartition import ROUTE_FIELD, Router
-from monitor.event import PROVENANCE
+from monitor.engine.repartition import Router, Split
 from monitor.health import DEGRADED, NOT_READY, Condition, Health, Report
 from monitor.http import HttpServer, Limits
 from monitor.httpauth import TokenAuth
@@ -61,11 +59,10 @@ from monitor.reload import Reloader
 from monitor.retry import Abandoned, Backoff, RetryPolicy
 from monitor.rules.errors import RuleLoadError
 from monitor.rules.loader import RuleSet
-from monitor.sources import Source, SourceContext, build_source
+from monitor.sources import Source, SourceContext, build_source, repartition
 from monitor.sources.base import Batch, SourceUnavailable
 from monitor.sources.kafka import KafkaSource
 from monitor.sources.logfile import FileSource
-from monitor.sources.repartition import Forwarded, admit, chunks, decode, partitioner
 from monitor.statedir import StateDir, StateDirError
 from monitor.telemetry import Metrics, Telemetry, configure_logging, route_library_logs
 
@@ -79,7 +76,7 @@ class _Read:
     streams: dict[Any, list[tuple[dict[str, Any], int]]] = field(default_factory=dict)  # partition -> its events
     offsets: dict[Any, int] = field(default_factory=dict)  # partition -> the first record after the batch
     dead: list[tuple[Any, str]] = field(default_factory=list)
-    forwards: list[list[tuple[int, int, Forwarded]]] = field(default_factory=list)  # per source partition
+    forwards: list[list[repartition.Stamped]] = field(default_factory=list)  # per source partition
     newest: int | None = None
 
 
@@ -125,7 +122,6 @@ class Daemon:
         self._signals = 0
         self._last_events = time.monotonic()  # when a fetch last brought records
         self._keyed = config.kafka is None or config.kafka.keyed  # else every record's key is "wrong"
-        self._place = partitioner(1)  # a key's internal partition, once the source knows how many
 
     def _source(self) -> Source:
         """``kafka:`` or the one item of ``sources:`` (the config allows exactly one)."""
@@ -263,8 +259,6 @@ class Daemon:
         try:
             await self.delivery.start()  # each output's drain starts its output on its own
             if await self._start_checkpoints() and await self.source.start(self.stopping):
-                if isinstance(self.source, KafkaSource):
-                    self._place = partitioner(self.source.internal_partitions)
                 self.telemetry.lifecycle("running")
                 self._watch_rules()
                 await self._loop()
@@ -425,10 +419,7 @@ class Daemon:
                                                now_ms=now_ms)  # fmt: skip
             if any(read.forwards):  # before the batch counts as processed: a commit never passes one unsent
                 assert isinstance(source, KafkaSource)
-                # Merged by event time (each partition's own order kept, as the marks need):
-                # the internal topic then interleaves the batch's partitions as they happened.
-                merged = [f[1:] for f in heapq.merge(*read.forwards, key=lambda f: f[0])]
-                await source.forward(chunks(merged, source.internal_partitions))
+                await source.forward(read.forwards)
             self._spool(alerts, engines.resolutions(), now_ms)
             await source.dead_letter(read.dead)
         except BaseException:
@@ -453,7 +444,7 @@ class Daemon:
             part = source.partition(tp)
             read.offsets[part] = source.offset_after(tp, recs)
             if isinstance(source, KafkaSource) and source.internal(tp):
-                read.streams[part] = self._counted(tp, recs, dead)
+                read.streams[part] = self._counted(source, tp, recs, dead)
                 continue
             raws = [r.value if r.value is not None else b"" for r in recs]
             # Empty values and tombstones are bad input like any other (the decoder skips
@@ -475,38 +466,22 @@ class Daemon:
                 hi = max(ts for _, ts in good)
                 read.newest = hi if read.newest is None else max(read.newest, hi)
                 read.streams.setdefault(part, []).extend(good)
-                read.forwards.append(self._forwards(tp, recs, where, good))
+                if isinstance(source, KafkaSource) and (split := self._split()) is not None:
+                    offsets = {w: r.offset for w, r in zip(where, recs, strict=True)}
+                    read.forwards.append(repartition.stamp(split, f"{tp.topic}/{tp.partition}", offsets, good,
+                                                           source.place))  # fmt: skip
             dead.extend((recs[i], reason) for i, reason in bad)
 
-    def _forwards(self, tp: Any, recs: list[Any], where: list[str],
-                  good: list[tuple[dict[str, Any], int]]) -> list[tuple[int, int, Forwarded]]:  # fmt: skip
-        """The events of a source partition that repartitioned rules count, as (event time,
-        internal partition, forwarded event), each stamped with its source partition, offset
-        and place among its record's events: increasing, per route, in the order sent, and
-        the same when the record is read again (:mod:`monitor.sources.repartition`)."""
+    def _split(self) -> Split | None:
+        """The rule set's split when some rules are repartitioned, else None."""
         engines = self.engine
         if engines is None or engines.router is None:
-            return []
-        routes = engines.router.split(engines.ruleset)
-        if not routes.routes:
-            return []
-        out: list[tuple[int, int, Forwarded]] = []
-        offset_of = {w: r.offset for w, r in zip(where, recs, strict=True)}
-        source = f"{tp.topic}/{tp.partition}"
-        place = self._place
-        previous, i = None, 0
-        for e, ts in good:
-            w = str(e.get(PROVENANCE))
-            i = i + 1 if w == previous else 0  # the event's place among its record's (input formats)
-            previous = w
-            for key, reduced in routes.forward(e, ts):
-                out.append((ts, place(key), (source, (offset_of[w], i), ts, reduced)))
-        return out
+            return None
+        split = engines.router.split(engines.ruleset)
+        return split if split.routes else None
 
-    def _internal_partitions(self) -> int:
-        return self.source.internal_partitions if isinstance(self.source, KafkaSource) else 0
-
-    def _counted(self, tp: Any, recs: list[Any], dead: list[tuple[Any, str]]) -> list[tuple[dict[str, Any], int]]:
+    def _counted(self, source: KafkaSource, tp: Any, recs: list[Any],
+                 dead: list[tuple[Any, str]]) -> list[tuple[dict[str, Any], int]]:  # fmt: skip
         """An internal partition's records as events to count: those its marks say were
         counted already (forwarded again after a crash or a rebalance) are dropped."""
         engines = self.engine
@@ -514,26 +489,22 @@ class Daemon:
         slot = engines.slot(tp)
         if not isinstance(slot.position, dict):
             slot.position = {}
-        marks = slot.position
-        events = []
+        events: list[tuple[dict[str, Any], int]] = []
         duplicates = 0
         for r in recs:
+            where = f"{tp.topic}/{tp.partition}@{r.offset}"
             try:
-                placed_over, forwarded = decode(r.value)
+                counted, dropped, misplaced = repartition.count(r.value, slot.position, source.internal_partitions)
             except ValueError as exc:
-                self.telemetry.repartition_error("unreadable", f"{tp.topic}/{tp.partition}@{r.offset}: {exc}")
+                self.telemetry.repartition_error("unreadable", f"{where}: {exc}")
                 dead.append((r, "repartition_unreadable"))
                 continue
-            if placed_over != self._internal_partitions():
-                self.telemetry.repartition_error("misplaced", f"{tp.topic}/{tp.partition}@{r.offset}: placed over "
-                                                 f"{placed_over} partitions, the topic has {self._internal_partitions()}: "
-                                                 "groups are split, and what is forwarded again may count twice",
-                                                 n=len(forwarded))  # fmt: skip
-            for source, mark, ts, e in forwarded:
-                if admit(marks, source, str(e.get(ROUTE_FIELD)), mark):
-                    events.append((e, ts))
-                else:
-                    duplicates += 1
+            if misplaced:
+                self.telemetry.repartition_error("misplaced", f"{where}: placed over {misplaced} partitions, the "
+                                                 f"topic has {source.internal_partitions}: groups are split, and what "
+                                                 "is forwarded again may count twice", n=len(counted) + dropped)  # fmt: skip
+            events += counted
+            duplicates += dropped
         self.telemetry.repartition_read(len(events), duplicates)
         return events
 

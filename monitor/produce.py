@@ -63,13 +63,15 @@ async def produce(
     return sent
 
 
-async def create_topic(bootstrap: str, name: str, partitions: int = 1, *, timeout_s: float = 30.0) -> None:
-    """Create a topic and wait until every partition has a leader the broker reports
-    (producing before that fails with NotLeaderForPartition and retries noisily)."""
+async def create_topic(bootstrap: str, name: str, partitions: int = 1, *, timeout_s: float = 30.0,
+                       configs: dict[str, str] | None = None) -> None:  # fmt: skip
+    """Create a topic (with ``configs``, the topic's settings) and wait until every
+    partition has a leader the broker reports (producing before that fails with
+    NotLeaderForPartition and retries noisily)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
         deadline = time.monotonic() + timeout_s
         while True:
             (described,) = await admin.describe_topics([name])

@@ -37,6 +37,7 @@ from monitor.retry import RetryPolicy
 from monitor.rules.loader import load_rules
 from monitor.sources.assignor import StickyAssignor
 from monitor.telemetry import Metrics, Telemetry, configure_logging
+from tests.support.kafka import acreate_topic
 
 TopicFactory = Callable[..., str]
 MINUTE = 60_000
@@ -436,8 +437,6 @@ async def test_a_new_topic_matching_the_pattern_during_a_batch_does_not_crash_th
         await _until(lambda: run.daemon.source.joined, 30, "the daemon to join")
         await _produce(kafka_bootstrap, first, [orjson.dumps(event(1, int(time.time() * 1000)))])
         await asyncio.wait_for(gate.entered.wait(), 30)
-        from tests.support.kafka import acreate_topic
-
         await acreate_topic(kafka_bootstrap, f"{prefix}-second-{uuid.uuid4().hex[:6]}")
         consumer = run.daemon.source._consumer
         await _until(lambda: not consumer.assignment(), 15, "aiokafka to replace the subscription")
@@ -460,17 +459,8 @@ async def test_a_dead_letter_too_large_to_produce_does_not_stop_consumption(
     dead-letter producer keeps aiokafka's default ``max_request_size`` (1 MiB): a larger
     unusable message raises MessageSizeTooLargeError (a KafkaError, not retriable) and
     ``dead_letter`` retries it for ever. Consumption stops; ``/readyz`` still says ready."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
     topic = f"big-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": str(4 << 20)})]
-        )
-    finally:
-        await admin.close()
+    await acreate_topic(kafka_bootstrap, topic, configs={"max.message.bytes": str(4 << 20)})
     dlq = kafka_topic_factory(1, prefix="dlq")
     await _produce(kafka_bootstrap, topic, [b"x" * 1_500_000, orjson.dumps(event(1, int(time.time() * 1000)))],
                    max_request_size=4 << 20)  # fmt: skip
@@ -546,16 +536,9 @@ async def test_an_alert_the_broker_refuses_is_parked_and_later_alerts_and_commit
     """Before: the 1.4 MB alert raised MessageSizeTooLargeError on every attempt, and
     delivery retried it for ever; nothing after it was sent or committed, /readyz said ready.
     Here the alert fits the budget but not the alerts topic (max.message.bytes 3000)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
     topic = kafka_topic_factory(1)
     alerts_topic = f"small-alerts-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(alerts_topic, 1, 1, topic_configs={"max.message.bytes": "3000"})])
-    finally:
-        await admin.close()
+    await acreate_topic(kafka_bootstrap, alerts_topic, configs={"max.message.bytes": "3000"})
     now = int(time.time() * 1000)
     big = {**event(1, now), "actor": {"id": "x", "name": "n" * 358_400}}
     small = {**event(2, now + 1), "actor": {"id": "y", "name": "yvonne"}}

@@ -27,6 +27,7 @@ partition empty, loudly.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
@@ -238,5 +239,6 @@ class Keeper:
 
 
 def _copy(position: Any) -> Any:
-    """A slot's position as of now: the next batch changes the slot's own in place."""
-    return dict(position) if isinstance(position, dict) else position
+    """A slot's position as of now: the next batch changes the slot's own in place (an
+    internal partition's marks are nested: source -> route -> mark)."""
+    return copy.deepcopy(position)

@@ -84,6 +84,7 @@ class KafkaSource:
         self._consumer: Any = None
         self._producer: Any = None
         self.internal_partitions = 0  # of the internal topic, known once started
+        self.place = repartition.partitioner(1)  # a group key's internal partition, once started
         self._watch: asyncio.Future[None] | None = None
         self._backoff = Backoff(config.retry_backoff / 1000, config.retry_backoff_max / 1000)
 
@@ -127,6 +128,7 @@ class KafkaSource:
             producer = None
             try:
                 self.internal_partitions = await self._internal_topic()
+                self.place = repartition.partitioner(self.internal_partitions)
                 await consumer.start()
                 # Dead letters and forwarded events. Larger than any record the consumer
                 # fetches, with room for our headers; idempotent, so retries keep order.
@@ -165,28 +167,33 @@ class KafkaSource:
         """Make the internal topic if it is missing (with as many partitions as the most
         partitioned topic consumed, unless configured) and say how many partitions it has."""
         c = self.config
+        topic = c.repartition_topic
         admin = AIOKafkaAdminClient(**c.client_options())
         await admin.start()
         try:
-            topic = c.repartition_topic
-            wanted = c.repartition.partitions
-            if wanted is None:
-                names = [t for t in await admin.list_topics() if c.consumes(t) and t != topic]
-                described = await admin.describe_topics(names) if names else []
-                wanted = max([len(d.get("partitions") or []) for d in described], default=0)
-                if not wanted and topic not in await admin.list_topics():
-                    wanted = 1
-                    self.telemetry.log.warning("repartition_topic_default", topic=topic, partitions=1,
-                                               detail="no consumed topic exists yet to take the partition count "
-                                                      "from: set kafka.repartition.partitions")  # fmt: skip
-            await ensure_topic(admin, topic, partitions=max(1, wanted), replication_factor=c.repartition.replication_factor,
-                               configs={}, what="internal topic")  # fmt: skip
+            listed = await admin.list_topics()
+            if topic not in listed:
+                wanted = c.repartition.partitions or await self._most_partitions(admin, listed)
+                await ensure_topic(admin, topic, partitions=wanted, replication_factor=c.repartition.replication_factor,
+                                   configs={}, what="internal topic")  # fmt: skip
         finally:
             await admin.close()
         parts, error = await kafka_client.describe_partitions(c.client_options(), topic)
         if error or not parts:
             raise TopicError(f"the internal topic {topic} cannot be read (error code {error})")
         return len(parts)
+
+    async def _most_partitions(self, admin: AIOKafkaAdminClient, listed: list[str]) -> int:
+        """The partition count of the most partitioned topic consumed; 1, and a warning, if
+        none exists yet."""
+        names = [t for t in listed if self.config.consumes(t)]
+        described = await admin.describe_topics(names) if names else []
+        most = max([len(d.get("partitions") or []) for d in described], default=0)
+        if not most:
+            self.telemetry.log.warning("repartition_topic_default", topic=self.config.repartition_topic, partitions=1,
+                                       detail="no consumed topic exists yet to take the partition count from: set "
+                                              "kafka.repartition.partitions")  # fmt: skip
+        return most or 1
 
     async def stop(self) -> None:
         """Commit what was processed, leave the group (so partitions move at once), close.
@@ -402,9 +409,11 @@ class KafkaSource:
     def internal(self, tp: TopicPartition) -> bool:
         return bool(tp.topic == self.config.repartition_topic)
 
-    async def forward(self, records: Sequence[tuple[int, bytes, int]]) -> None:
-        """Produce records of forwarded events to the internal topic; return when the broker
-        has them all (see :func:`monitor.sources.repartition.forward`)."""
+    async def forward(self, stamped: Sequence[list[repartition.Stamped]]) -> None:
+        """Produce a batch's stamped events (one list per source partition) to the internal
+        topic; return when the broker has them all (see
+        :func:`monitor.sources.repartition.forward`)."""
+        records = repartition.records(stamped, self.internal_partitions)
         if not records:
             return
         assert self._producer is not None, "forward before start"

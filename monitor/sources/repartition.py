@@ -33,13 +33,15 @@ and logged, never silent.
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
-from monitor.event import Event
+from monitor.engine.repartition import ROUTE_FIELD, Split
+from monitor.event import PROVENANCE, Event
 from monitor.kafka_client import PARTITIONERS
 from monitor.retry import Backoff
 from monitor.sources.produce import until_acknowledged
@@ -48,11 +50,38 @@ from monitor.telemetry import Telemetry
 VERSION = 1
 Mark = tuple[int, int]  # (source offset, n)
 Forwarded = tuple[str, Mark, int, Event]  # (source, mark, event time, reduced event)
+Stamped = tuple[int, int, Forwarded]  # (event time, internal partition, forwarded event)
 _REFUSED = (MessageSizeTooLargeError, RecordTooLargeError)
 # One record carries many forwarded events bound for one internal partition: a Kafka
 # record costs more to produce and fetch than the event in it.
 CHUNK_EVENTS = 500
 CHUNK_BYTES = 256 * 1024  # of events' JSON, well under a topic's default max.message.bytes (1 MiB)
+
+
+def stamp(split: Split, source: str, offsets: dict[str, int], good: list[tuple[Event, int]],
+          place: Callable[[bytes], int]) -> list[Stamped]:  # fmt: skip
+    """A source partition's decoded events (``source``: ``topic/partition``; ``offsets``:
+    each event's record offset by its provenance) as the events its routes forward, each
+    stamped with its record's offset and its place among that record's events (an input
+    format can make several): increasing per route in the order sent, and the same when
+    the record is read again."""
+    out: list[Stamped] = []
+    previous, i = None, 0
+    for e, ts in good:
+        w = str(e.get(PROVENANCE))
+        i = i + 1 if w == previous else 0
+        previous = w
+        for key, reduced in split.forward(e, ts):
+            out.append((ts, place(key), (source, (offsets[w], i), ts, reduced)))
+    return out
+
+
+def records(stamped: Sequence[list[Stamped]], partitions: int) -> list[tuple[int, bytes, int]]:
+    """A batch's stamped events, one list per source partition, as the records to produce:
+    merged by event time (each partition's own order kept, as the marks need), so that the
+    internal topic interleaves the batch's partitions as they happened."""
+    merged = [(p, f) for _, p, f in heapq.merge(*stamped, key=lambda s: s[0])]
+    return chunks(merged, partitions)
 
 
 def chunks(events: Sequence[tuple[int, Forwarded]], partitions: int) -> list[tuple[int, bytes, int]]:
@@ -104,6 +133,21 @@ def admit(marks: dict[str, Any], source: str, route: str, mark: Mark) -> bool:
         return False
     routes[route] = mark
     return True
+
+
+def count(value: bytes | None, marks: dict[str, Any], partitions: int) -> tuple[list[tuple[Event, int]], int, int]:
+    """A record of the internal topic as (events to count, duplicates dropped, the
+    partition count it was placed over when that is not ``partitions``, else 0); the
+    ``marks`` of its internal partition move on. Raises ValueError for a record that is not
+    one of ours."""
+    placed_over, forwarded = decode(value)
+    events, duplicates = [], 0
+    for source, mark, ts, e in forwarded:
+        if admit(marks, source, str(e.get(ROUTE_FIELD)), mark):
+            events.append((e, ts))
+        else:
+            duplicates += 1
+    return events, duplicates, (placed_over if placed_over != partitions else 0)
 
 
 async def forward(producer: Any, topic: str, records: Sequence[tuple[int, bytes, int]], telemetry: Telemetry,

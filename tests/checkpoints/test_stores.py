@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from monitor.checkpoints import Checkpoint, CheckpointError, Store, key_of
 from monitor.checkpoints.directory import DirectoryStore
 from monitor.checkpoints.kafka import KafkaStore
 from monitor.kafka_client import KafkaConfig
+from tests.support.kafka import acreate_topic
 
 MakeStore = Callable[[], Store]
 
@@ -155,12 +156,7 @@ async def test_kafka_a_manifest_that_parses_but_is_none_is_corrupt_not_unavailab
 async def test_kafka_a_topic_that_deletes_old_checkpoints_is_refused(kafka_bootstrap: str) -> None:
     config = KafkaConfig(bootstrap_servers=[kafka_bootstrap], group_id="g", topics=["t"])
     topic = f"ckpt-{uuid.uuid4().hex[:8]}.checkpoints"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact,delete"})])
-    finally:
-        await admin.close()
+    await acreate_topic(kafka_bootstrap, topic, configs={"cleanup.policy": "compact,delete"})
     store = KafkaStore(config, topic, replication_factor=1)
     with pytest.raises(CheckpointError, match=r"cleanup.policy=compact,delete: it must be compact"):
         await store.start()

@@ -15,7 +15,7 @@ from monitor.engine import Engine, EngineOptions
 from monitor.engine.partitioned import Partitioned
 from monitor.engine.repartition import ROUTE_FIELD, Router, Split, repartitioned
 from monitor.event import PROVENANCE
-from monitor.sources.repartition import admit, chunks, decode
+from monitor.sources.repartition import chunks, count, stamp
 from tests.engine.test_properties import SEC, SETTINGS, streams
 from tests.support.engine import T0, ruleset, run
 
@@ -132,9 +132,11 @@ def test_counted_after_repartitioning_with_events_forwarded_twice_gives_one_engi
         by_source.setdefault(placement.randrange(SOURCES), []).append((i, e, ts))
     for p, evs in by_source.items():
         sent = []
-        for offset, (i, e, ts) in enumerate(evs):
-            for key, reduced in split.forward(e, ts):  # an event per record: its place is 0
-                sent.append((zlib.crc32(key) % INTERNALS, i, (f"events/{p}", (offset, 0), ts, reduced)))
+        for offset, (i, e, ts) in enumerate(evs):  # an event per record, stamped as the daemon stamps it
+            where = f"events/{p}@{offset}"
+            stamped = stamp(split, f"events/{p}", {where: offset}, [({**e, PROVENANCE: where}, ts)],
+                            lambda key: zlib.crc32(key) % INTERNALS)  # fmt: skip
+            sent += [(q, i, f) for _, q, f in stamped]
         forwarded += [(q, (i, 0), rec) for q, i, rec in sent]
         # read again from a checkpoint before the crash: forwarded again, after everything
         forwarded += [(q, (len(events) + i, 1), rec) for q, i, rec in sent[crash % (len(sent) + 1) :]]
@@ -143,7 +145,8 @@ def test_counted_after_repartitioning_with_events_forwarded_twice_gives_one_engi
     marks: dict[int, dict[str, Any]] = {}
     arrival = sorted(forwarded, key=lambda x: x[1])  # as produced: each source's order kept
     for q, record, _ in chunks([(q, f) for q, _, f in arrival], INTERNALS):
-        for source, mark, ts, e in decode(record)[1]:
-            if admit(marks.setdefault(q, {}), source, e[ROUTE_FIELD], mark):
-                got += engines.process({TopicPartition(INTERNAL, q): [(e, ts)]}, {})
+        counted, _, misplaced = count(record, marks.setdefault(q, {}), INTERNALS)
+        assert not misplaced
+        for e, ts in counted:
+            got += engines.process({TopicPartition(INTERNAL, q): [(e, ts)]}, {})
     assert sorted(a.id for a in got) == expected

@@ -7,8 +7,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.sources.repartition import CHUNK_EVENTS, admit, chunks, decode, partitioner
+from monitor.engine.repartition import Split
+from monitor.event import PROVENANCE
+from monitor.sources.repartition import (
+    CHUNK_EVENTS,
+    admit,
+    chunks,
+    count,
+    decode,
+    partitioner,
+    records,
+    stamp,
+)
 from tests.engine.test_properties import SETTINGS
+from tests.support.engine import ruleset
 
 
 def test_records_round_trip_in_chunks_per_partition_and_a_foreign_one_says_what_is_wrong() -> None:
@@ -66,3 +78,16 @@ def test_keys_go_where_the_java_client_would_put_them() -> None:
     place = partitioner(6)
     assert {place(b'["cust",7]') for _ in range(3)} == {place(b'["cust",7]')}
     assert len({place(f'["cust",{i}]'.encode()) for i in range(100)}) == 6
+
+
+def test_events_of_one_record_are_stamped_by_their_place_and_counted_once() -> None:
+    split = Split.of(ruleset("rules:\n  - {id: shop, severity: high, window: 1m, threshold: {gte: 9}}\n"), "actor.id")
+    two = [({"id": f"e{n}", PROVENANCE: "t/0@7"}, 1_000 + n) for n in range(2)]  # one record, two events
+    offsets = {"t/0@7": 7, "t/0@8": 8}
+    stamped = stamp(split, "t/0", offsets, [*two, ({"id": "e2", PROVENANCE: "t/0@8"}, 1_002)], lambda _: 0)
+    assert [f[1] for _, _, f in stamped] == [(7, 0), (7, 1), (8, 0)]
+    [(_, value, _)] = records([stamped], 1)
+    marks: dict[str, object] = {}
+    assert count(value, marks, 1)[1:] == (0, 0)
+    events, duplicates, misplaced = count(value, marks, 2)
+    assert (events, duplicates, misplaced) == ([], 3, 1), "read again: dropped; placed over 1 partition, not 2"

@@ -175,12 +175,12 @@ def obtain_broker(tmp_dir: Path | str) -> Broker:
 
 
 async def acreate_topic(
-    bootstrap: str, name: str, partitions: int = 1, *, timeout_s: float = 30.0
+    bootstrap: str, name: str, partitions: int = 1, *, timeout_s: float = 30.0, configs: dict[str, str] | None = None
 ) -> None:
-    """Create a topic and wait until every partition has a leader the broker reports."""
+    """Create a topic (with ``configs``) and wait until every partition has a leader the broker reports."""
     from monitor.produce import create_topic
 
-    await create_topic(bootstrap, name, partitions, timeout_s=timeout_s)
+    await create_topic(bootstrap, name, partitions, timeout_s=timeout_s, configs=configs)
 
 
 async def adelete_topic(bootstrap: str, name: str) -> None:
